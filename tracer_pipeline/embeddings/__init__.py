@@ -1,0 +1,1 @@
+"""Stage 2: sentence embeddings of trace texts."""

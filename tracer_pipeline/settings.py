@@ -1,0 +1,65 @@
+"""Settings a user can change, read from environment variables with embedded local defaults.
+
+Every setting has a local default so that a fresh clone runs with no configuration; a production
+deployment overrides them through the environment (or through Dagster resource config).
+
+| variable | default | what it is |
+| --- | --- | --- |
+| TRACER_DATA_DIR | ./data | root of everything the pipeline writes |
+| TRACER_LANDING_DIR | $TRACER_DATA_DIR/traces | landing folders, one per day (YYYY-MM-DD) |
+| MLFLOW_TRACKING_URI | sqlite:///$TRACER_DATA_DIR/mlflow/mlflow.db | MLflow tracking + registry |
+| TRACER_MLFLOW_ARTIFACTS | $TRACER_DATA_DIR/mlflow/artifacts | artifact root of new experiments |
+| TRACER_EXPERIMENT | tracer-pipeline | MLflow experiment of the refit runs |
+| TRACER_MODEL_NAME | tracer-surrogate | registered model that holds the router versions |
+| TRACER_PARTITIONS_START | 2026-01-01 | first day of the daily partitions |
+| TRACER_DATASETS_DIR | ../shared/datasets | public benchmark datasets (benchmarks, slow tests) |
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+DEFAULT_PARTITIONS_START = "2026-01-01"
+
+
+def data_dir() -> Path:
+    """Root folder of everything the pipeline writes."""
+    return Path(os.environ.get("TRACER_DATA_DIR", "data")).resolve()
+
+
+def landing_dir() -> Path:
+    """Folder that holds one landing folder of trace files per day."""
+    configured = os.environ.get("TRACER_LANDING_DIR")
+    return Path(configured).resolve() if configured else data_dir() / "traces"
+
+
+def mlflow_tracking_uri() -> str:
+    """MLflow tracking (and registry) URI; a local SQLite file by default."""
+    configured = os.environ.get("MLFLOW_TRACKING_URI")
+    if configured:
+        return configured
+    return f"sqlite:///{data_dir() / 'mlflow' / 'mlflow.db'}"
+
+
+def mlflow_artifacts_dir() -> Path:
+    """Artifact root used when the pipeline creates its MLflow experiment."""
+    configured = os.environ.get("TRACER_MLFLOW_ARTIFACTS")
+    return Path(configured).resolve() if configured else data_dir() / "mlflow" / "artifacts"
+
+
+def experiment_name() -> str:
+    return os.environ.get("TRACER_EXPERIMENT", "tracer-pipeline")
+
+
+def registered_model_name() -> str:
+    return os.environ.get("TRACER_MODEL_NAME", "tracer-surrogate")
+
+
+def partitions_start() -> str:
+    return os.environ.get("TRACER_PARTITIONS_START", DEFAULT_PARTITIONS_START)
+
+
+def datasets_dir() -> Path:
+    """Folder of the public benchmark datasets (never committed into the project)."""
+    return Path(os.environ.get("TRACER_DATASETS_DIR", "../shared/datasets")).resolve()

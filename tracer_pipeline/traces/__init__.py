@@ -1,0 +1,1 @@
+"""Stage 1: reading, validating and quarantining the day's trace files."""
