@@ -1,0 +1,1 @@
+"""Stage 3: candidate surrogate classifiers on frozen embeddings, and trace splits."""

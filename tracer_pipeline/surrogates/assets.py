@@ -1,0 +1,167 @@
+"""`surrogate_candidates`: the day's refit of the candidate zoo on every trace up to the day."""
+
+import time
+
+import dagster as dg
+from pydantic import Field
+
+from tracer_pipeline.formatting import markdown_table
+from tracer_pipeline.partitions import daily_partitions, days_up_to
+from tracer_pipeline.resources import MlflowTracking, TraceStorage
+from tracer_pipeline.storage import (
+    replace_folder_atomic,
+    write_json_atomic,
+    write_npy_atomic,
+    write_parquet_atomic,
+)
+from tracer_pipeline.surrogates.candidates import (
+    default_candidate_specs,
+    fit_candidates,
+    save_candidates,
+)
+from tracer_pipeline.surrogates.splits import SPLIT_NAMES, assign_splits
+from tracer_pipeline.surrogates.trace_set import load_trace_set
+
+# Fewer training traces than this, or fewer than two teacher labels: the refit is skipped.
+MIN_TRAIN_TRACES = 20
+
+
+class CandidatesConfig(dg.Config):
+    """How a refit chooses its traces and fits its candidates."""
+
+    window_days: int | None = Field(
+        default=None, description="How many days up to the partition a refit reads (None: all)."
+    )
+    time_budget_s: float | None = Field(
+        default=300.0, description="Stop starting new candidates once this many seconds passed."
+    )
+    include_trees: bool = Field(default=False, description="Add tree models to the zoo.")
+    split_salt: str = Field(
+        default="tracer-v1", description="Salt of the hash that assigns each text its split."
+    )
+
+
+@dg.asset(
+    partitions_def=daily_partitions,
+    deps=["raw_traces", "trace_embeddings"],
+    group_name="flywheel",
+    kinds={"scikitlearn", "mlflow"},
+)
+def surrogate_candidates(
+    context: dg.AssetExecutionContext,
+    config: CandidatesConfig,
+    storage: TraceStorage,
+    tracking: MlflowTracking,
+) -> dg.MaterializeResult:
+    """Candidate surrogates fitted on the traces of every day up to this one.
+
+    Each distinct trace text gets a split (train, validation, calibration, holdout) from a hash of
+    its content, so a trace keeps its split as days are added and the same text never sits on
+    both sides. Candidates are fitted once on the train split; the refit opens an MLflow run named
+    after the partition, with one nested run per candidate. Reads no day after the partition.
+    """
+    import mlflow
+
+    day = context.partition_key
+    layout = storage.layout
+    days = days_up_to(day, config.window_days)
+    trace_set = load_trace_set(layout, days)
+    frame = trace_set.frame.copy()
+    frame["split"] = assign_splits(frame["text_key"].tolist(), salt=config.split_salt)
+    split_counts = {name: int((frame["split"] == name).sum()) for name in SPLIT_NAMES}
+    train = (frame["split"] == "train").to_numpy()
+    labels_in_train = int(frame.loc[train, "teacher"].nunique())
+    context.log.info(
+        f"{day}: {len(frame)} distinct traces from {len(trace_set.days_read)} days "
+        f"({trace_set.duplicates_dropped} duplicates dropped); splits {split_counts}"
+    )
+
+    manifest = {
+        "partition": day,
+        "days": trace_set.days_read,
+        "n_traces": len(frame),
+        "duplicates_dropped": trace_set.duplicates_dropped,
+        "splits": split_counts,
+        "labels": sorted(frame["teacher"].unique().tolist()),
+        "dagster_run_id": context.run_id,
+    }
+    # The refit's own snapshot of its traces and embeddings: the gate and the report read these,
+    # so a day re-materialized upstream meanwhile cannot mix two versions into one refit.
+    write_parquet_atomic(frame, layout.trace_splits(day))
+    write_npy_atomic(trace_set.embeddings, layout.refit_embeddings(day))
+    if split_counts["train"] < MIN_TRAIN_TRACES or labels_in_train < 2:
+        reason = (
+            f"too little to learn from: {split_counts['train']} training traces "
+            f"(need {MIN_TRAIN_TRACES}) over {labels_in_train} teacher labels (need 2)"
+        )
+        context.log.warning(f"{day}: refit skipped, {reason}")
+        write_json_atomic({**manifest, "status": "skipped", "reason": reason},
+                          layout.refit_manifest(day))
+        return dg.MaterializeResult(
+            metadata={"status": "skipped", "reason": reason, "n_traces": len(frame)}
+        )
+
+    experiment_id = tracking.activate()
+    specs = default_candidate_specs(include_trees=config.include_trees)
+    with mlflow.start_run(
+        experiment_id=experiment_id,
+        run_name=f"refit {day}",
+        tags={"tracer.partition": day, "dagster.run_id": context.run_id, "tracer.stage": "refit"},
+    ) as parent:
+        mlflow.log_params(
+            {
+                "partition": day,
+                "n_traces": len(frame),
+                "n_train": split_counts["train"],
+                "n_labels": len(manifest["labels"]),
+                "window_days": config.window_days or "all",
+                "days_read": len(trace_set.days_read),
+                "candidates": ",".join(spec.name for spec in specs),
+            }
+        )
+        started = time.perf_counter()
+        candidates = fit_candidates(
+            trace_set.embeddings[train],
+            frame.loc[train, "teacher"].to_numpy(dtype=str),
+            specs,
+            time_budget_s=config.time_budget_s,
+        )
+        fit_seconds = time.perf_counter() - started
+        for candidate in candidates:
+            with mlflow.start_run(
+                experiment_id=experiment_id,
+                run_name=f"{candidate.spec.name} {day}",
+                nested=True,
+                tags={"tracer.partition": day, "tracer.stage": "candidate"},
+            ):
+                mlflow.log_params({"kind": candidate.spec.kind, **candidate.spec.params})
+                mlflow.log_metric("fit_seconds", candidate.fit_seconds)
+        mlflow.log_metrics({"fit_seconds": fit_seconds, "n_traces": len(frame)})
+        run_id = parent.info.run_id
+
+    replace_folder_atomic(lambda folder: save_candidates(candidates, folder),
+                          layout.candidates(day))
+    write_json_atomic(
+        {
+            **manifest,
+            "status": "fitted",
+            "mlflow_run_id": run_id,
+            "candidates": [c.spec.name for c in candidates],
+            "fit_seconds": fit_seconds,
+        },
+        layout.refit_manifest(day),
+    )
+    fits = [{"candidate": c.spec.name, "fit_seconds": c.fit_seconds} for c in candidates]
+    return dg.MaterializeResult(
+        metadata={
+            "status": "fitted",
+            "n_traces": len(frame),
+            "days_read": len(trace_set.days_read),
+            "duplicates_dropped": trace_set.duplicates_dropped,
+            "splits": dg.MetadataValue.json(split_counts),
+            "teacher_labels": len(manifest["labels"]),
+            "fit_seconds": round(fit_seconds, 3),
+            "candidates": dg.MetadataValue.md(markdown_table(fits)),
+            "mlflow_run_id": run_id,
+        }
+    )
