@@ -6,7 +6,6 @@ the packaged MiniLM embeds (loaded once per test session).
 
 from __future__ import annotations
 
-import datetime as dt
 import os
 import uuid
 from pathlib import Path
@@ -23,9 +22,6 @@ from tracer_pipeline.resources import (  # noqa: E402
     MlflowTracking,
     TraceStorage,
 )
-
-FIRST_DAY = dt.date(2026, 1, 1)
-
 
 @pytest.fixture(scope="session")
 def mlflow_store(tmp_path_factory) -> Path:
@@ -58,16 +54,3 @@ def embedder() -> EmbedderResource:
 @pytest.fixture
 def resources(storage, tracking, embedder) -> dict:
     return {"storage": storage, "tracking": tracking, "embedder": embedder}
-
-
-def day_key(offset: int) -> str:
-    return (FIRST_DAY + dt.timedelta(days=offset)).isoformat()
-
-
-def land_demo_days(storage: TraceStorage, days: int, rows_per_day: int, seed: int = 0) -> list[str]:
-    """Write generated demo traces (with a few bad rows) for `days` days; return the day keys."""
-    from tracer_pipeline.demo.generator import write_demo_landing
-
-    dates = [FIRST_DAY + dt.timedelta(days=offset) for offset in range(days)]
-    write_demo_landing(Path(storage.landing_dir), dates, rows_per_day=rows_per_day, seed=seed)
-    return [date.isoformat() for date in dates]

@@ -1,7 +1,5 @@
 """`trace_embeddings`: each distinct text of the day embedded once."""
 
-from __future__ import annotations
-
 import time
 
 import dagster as dg

@@ -1,7 +1,5 @@
 """`raw_traces`: the day's landing files, validated, with every unusable row in quarantine."""
 
-from __future__ import annotations
-
 import dagster as dg
 
 from tracer_pipeline.partitions import daily_partitions

@@ -1,0 +1,1 @@
+"""Stage 5: the router packaged as an MLflow model version, and the champion alias."""

@@ -1,0 +1,137 @@
+"""The flywheel end to end on small generated traces: real Dagster, MLflow (SQLite) and GX."""
+
+from __future__ import annotations
+
+import dagster as dg
+import pandas as pd
+import pytest
+from mlflow import MlflowClient
+
+from tracer_pipeline.definitions import FLYWHEEL_ASSETS
+from tracer_pipeline.deployment.router import Router
+from tracer_pipeline.storage import read_json
+from tracer_pipeline_tests.landing import land_demo_days
+
+ROWS_PER_DAY = 300
+# Small days certify little at α = 0.95; the end-to-end test asks for a looser promise.
+LOOSER_GATE = {"ops": {"parity_gate": {"config": {"alpha": 0.85}}}}
+
+
+def materialize_day(
+    assets, day: str, resources: dict, instance, run_config: dict | None = None
+) -> dg.ExecuteInProcessResult:
+    result = dg.materialize(
+        assets, partition_key=day, resources=resources, instance=instance, run_config=run_config
+    )
+    assert result.success
+    return result
+
+
+@pytest.fixture(scope="module")
+def instance():
+    with dg.instance_for_test() as dagster_instance:
+        yield dagster_instance
+
+
+def test_three_days_give_three_refit_runs_a_champion_and_reports(resources, instance):
+    storage, tracking = resources["storage"], resources["tracking"]
+    days = land_demo_days(storage, days=3, rows_per_day=ROWS_PER_DAY)
+    for day in days:
+        materialize_day(FLYWHEEL_ASSETS, day, resources, instance, LOOSER_GATE)
+
+    client = MlflowClient(tracking_uri=tracking.tracking_uri)
+    experiment = client.get_experiment_by_name(tracking.experiment_name)
+    runs = client.search_runs(
+        [experiment.experiment_id], filter_string="tags.`tracer.stage` = 'refit'"
+    )
+    assert sorted(run.info.run_name for run in runs) == [f"refit {day}" for day in days]
+    for run in runs:
+        assert {"alpha", "delta", "model", "n_traces"} <= set(run.data.params)
+        assert {"coverage_certified", "coverage_holdout", "fit_seconds"} <= set(run.data.metrics)
+        artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "report")}
+        assert artifacts == {"report/report.json", "report/report.html"}
+    nested = client.search_runs(
+        [experiment.experiment_id], filter_string="tags.`tracer.stage` = 'candidate'"
+    )
+    assert len(nested) >= 3 * 2  # at least logistic regression and an MLP per refit
+
+    champion = client.get_model_version_by_alias(tracking.registered_model_name, "champion")
+    assert champion.tags["tracer.partition"] in days
+    layout = storage.layout
+    for day in days:
+        report = read_json(layout.report_dir(day) / "report.json")
+        assert report["partition"] == day
+        assert (layout.report_dir(day) / "report.html").stat().st_size > 1000
+
+    router = Router.from_registry(
+        model_name=tracking.registered_model_name, tracking_uri=tracking.tracking_uri
+    )
+    routed = router.route("I lost my card yesterday, can you block it?")
+    assert routed.surrogate_label in router.policy.label_space
+    asked = []
+    batch = router.route(
+        ["my card was stolen", "what is the meaning of life", "asdf qwerty zxcv"],
+        fallback=lambda texts: asked.extend(texts) or ["teacher"] * len(texts),
+    )
+    for decision in batch:
+        assert (decision.answered_by == "surrogate") == decision.handled
+        if not decision.handled:
+            assert decision.label == "teacher" and decision.text in asked
+
+
+def test_bad_rows_end_up_in_quarantine_with_their_reason(resources, instance):
+    storage = resources["storage"]
+    (day,) = land_demo_days(storage, days=1, rows_per_day=50)
+    landing = storage.landing_folder(day)
+    (landing / "extra.jsonl").write_text(
+        '{"input": "refund please", "teacher": "refund_request"}\n'
+        '{"input": "", "teacher": "refund_request"}\n'
+        "{broken\n"
+    )
+    result = materialize_day([FLYWHEEL_ASSETS[0]], day, resources, instance)
+    quarantine = pd.read_parquet(storage.layout.quarantine(day))
+    extra = quarantine[quarantine["source_file"] == "extra.jsonl"]
+    assert extra.set_index("source_line")["reason"].to_dict() == {
+        2: "input_blank",
+        3: "malformed_json",
+    }
+    metadata = result.get_asset_materialization_events()[0].materialization.metadata
+    assert metadata["rows_read"].value == (
+        metadata["rows_used"].value + metadata["rows_quarantined"].value
+    )
+    (check,) = result.get_asset_check_evaluations()
+    assert check.metadata["rows_quarantined"].value == len(quarantine)
+
+
+def test_refit_for_a_day_never_reads_later_days(resources, instance):
+    storage = resources["storage"]
+    days = land_demo_days(storage, days=3, rows_per_day=80)
+    for day in days:
+        materialize_day(FLYWHEEL_ASSETS[:2], day, resources, instance)
+    materialize_day([FLYWHEEL_ASSETS[2]], days[1], resources, instance)
+    manifest = read_json(storage.layout.refit_manifest(days[1]))
+    assert manifest["days"] == days[:2]
+    splits = pd.read_parquet(storage.layout.trace_splits(days[1]))
+    assert set(splits["day"]) == set(days[:2])
+
+
+def test_re_embedding_a_day_leaves_other_days_untouched(resources, instance):
+    storage = resources["storage"]
+    days = land_demo_days(storage, days=2, rows_per_day=40)
+    for day in days:
+        materialize_day(FLYWHEEL_ASSETS[:2], day, resources, instance)
+    other = storage.layout.embeddings(days[0])
+    before = (other.stat().st_mtime_ns, other.read_bytes())
+    materialize_day(FLYWHEEL_ASSETS[:2], days[1], resources, instance)
+    assert (other.stat().st_mtime_ns, other.read_bytes()) == before
+
+
+def test_a_day_without_traces_skips_the_refit_cleanly(resources, instance):
+    day = "2026-01-01"
+    for asset in FLYWHEEL_ASSETS:
+        result = materialize_day([asset], day, resources, instance)
+    gate = read_json(resources["storage"].layout.gate_outcome(day))
+    assert gate["decision"] == "refuse"
+    deployment = read_json(resources["storage"].layout.deployment(day))
+    assert deployment["decision"] == "refused" and deployment["champion_version"] is None
+    assert result.success
