@@ -11,6 +11,7 @@ from functools import lru_cache
 from pathlib import Path
 
 import dagster as dg
+from pydantic import Field
 
 from tracer_pipeline import settings
 from tracer_pipeline.embeddings.embedder import Embedder, load_embedder
@@ -74,20 +75,31 @@ def _prepare_sqlite_folder(uri: str) -> None:
 
 
 class EmbedderResource(dg.ConfigurableResource):
-    """The sentence embedder; loaded once per process and shared by every asset that embeds."""
+    """The sentence embedder; loaded once per process and shared by every asset that embeds.
 
-    model: str = "minilm"
+    `model` is "onnx-int8" (all-MiniLM-L6-v2 as int8 ONNX under ONNX Runtime) or "minilm"
+    (the same model in fp32 through sentence-transformers, the plain fallback); the deployed
+    router records it and embeds its texts with the same kind. Unless set in config, `model`
+    and `threads` come from `$TRACER_EMBEDDER` (default "onnx-int8") and
+    `$TRACER_EMBEDDER_THREADS` (default 1: on two cores the other is usually busy with Dagster
+    or MLflow) when the resource is created. `cache_dir` is where the ONNX model is built once
+    per machine; empty means `$TRACER_EMBEDDER_CACHE` or its default.
+    """
+
+    model: str = Field(default_factory=settings.embedder_name)
     batch_size: int = 64
-    # One torch thread: on two cores the other is usually busy with Dagster or MLflow.
-    threads: int = 1
+    threads: int = Field(default_factory=settings.embedder_threads)
+    cache_dir: str = ""
 
     def get(self) -> Embedder:
-        return _cached_embedder(self.model, self.batch_size, self.threads)
+        return _cached_embedder(self.model, self.batch_size, self.threads, self.cache_dir)
 
 
 @lru_cache(maxsize=4)
-def _cached_embedder(model: str, batch_size: int, threads: int) -> Embedder:
-    return load_embedder(model, batch_size=batch_size, threads=threads)
+def _cached_embedder(model: str, batch_size: int, threads: int, cache_dir: str) -> Embedder:
+    return load_embedder(
+        model, batch_size=batch_size, threads=threads, cache_dir=cache_dir or None
+    )
 
 
 def default_resources() -> dict[str, dg.ConfigurableResource]:

