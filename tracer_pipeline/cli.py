@@ -207,7 +207,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser("demo", help="generate demo traces and run the flywheel on them")
     demo.add_argument("--days", type=int, default=5, help="days of traces (default 5)")
-    demo.add_argument("--rows-per-day", type=int, default=600, help="traces per day (600)")
+    demo.add_argument("--rows-per-day", type=int, default=1500, help="traces per day (1500)")
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--start", help="first day, YYYY-MM-DD (default: first partition day)")
     demo.set_defaults(handler=command_demo)

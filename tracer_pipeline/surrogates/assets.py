@@ -81,6 +81,7 @@ def surrogate_candidates(
         "days": trace_set.days_read,
         "n_traces": len(frame),
         "duplicates_dropped": trace_set.duplicates_dropped,
+        "embedding_model": trace_set.embedding_model,
         "splits": split_counts,
         "labels": sorted(frame["teacher"].unique().tolist()),
         "dagster_run_id": context.run_id,
@@ -116,6 +117,7 @@ def surrogate_candidates(
                 "n_labels": len(manifest["labels"]),
                 "window_days": config.window_days or "all",
                 "days_read": len(trace_set.days_read),
+                "embedding_model": trace_set.embedding_model,
                 "candidates": ",".join(spec.name for spec in specs),
             }
         )

@@ -18,6 +18,10 @@ class MissingEmbeddingsError(RuntimeError):
     """A day has traces but no embeddings for some of them."""
 
 
+class MixedEmbeddingModelsError(RuntimeError):
+    """The days of one refit were embedded by different models: their vectors do not compare."""
+
+
 @dataclass
 class TraceSet:
     """Distinct traces of several days with their embeddings, row for row.
@@ -30,6 +34,7 @@ class TraceSet:
     embeddings: np.ndarray
     days_read: list[str]
     duplicates_dropped: int
+    embedding_model: str = ""
 
     def __len__(self) -> int:
         return len(self.frame)
@@ -43,6 +48,7 @@ def load_trace_set(layout: WarehouseLayout, days: Sequence[str]) -> TraceSet:
     """
     frames, matrices, days_read = [], [], []
     dimension = None
+    model_by_day: dict[str, str] = {}
     for day in days:
         trace_path = layout.raw_traces(day)
         if not trace_path.exists():
@@ -57,7 +63,8 @@ def load_trace_set(layout: WarehouseLayout, days: Sequence[str]) -> TraceSet:
                 f"day {day} has {len(traces)} traces but no embeddings at {embedding_path}: "
                 f"materialize trace_embeddings for {day} first"
             )
-        keys, matrix, _ = read_embeddings(embedding_path)
+        keys, matrix, model = read_embeddings(embedding_path)
+        model_by_day[day] = model
         position = pd.Series(np.arange(len(keys)), index=pd.Index(keys))
         located = position.reindex(traces["text_key"])
         if located.isna().any():
@@ -72,12 +79,21 @@ def load_trace_set(layout: WarehouseLayout, days: Sequence[str]) -> TraceSet:
         matrices.append(matrix[located.to_numpy(dtype=np.int64)])
         days_read.append(day)
 
+    models = sorted(set(model_by_day.values()))
+    if len(models) > 1:
+        listing = ", ".join(f"{day}: {model or 'unknown'}" for day, model in model_by_day.items())
+        raise MixedEmbeddingModelsError(
+            f"the days of this refit were embedded by different models ({listing}); "
+            "re-materialize trace_embeddings for those days with one embedder"
+        )
+    embedding_model = models[0] if models else ""
     if not frames:
         return TraceSet(
             frame=pd.DataFrame(columns=TRACE_SET_COLUMNS),
             embeddings=np.zeros((0, dimension or 0), dtype=np.float32),
             days_read=days_read,
             duplicates_dropped=0,
+            embedding_model=embedding_model,
         )
     frame = pd.concat(frames, ignore_index=True)
     embeddings = np.concatenate(matrices)
@@ -87,6 +103,7 @@ def load_trace_set(layout: WarehouseLayout, days: Sequence[str]) -> TraceSet:
         embeddings=np.ascontiguousarray(embeddings[keep]),
         days_read=days_read,
         duplicates_dropped=int((~keep).sum()),
+        embedding_model=embedding_model,
     )
 
 
