@@ -185,6 +185,23 @@ def command_route(args: argparse.Namespace) -> int:
     return 0
 
 
+def command_rollback(args: argparse.Namespace) -> int:
+    from mlflow import MlflowClient
+
+    from tracer_pipeline.deployment.registry import roll_back
+
+    uri = settings.mlflow_tracking_uri()
+    model_name = settings.registered_model_name()
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    try:
+        left, now = roll_back(client, model_name, args.to_version)
+    except ValueError as error:
+        print(f"cannot roll back: {error}", file=sys.stderr)
+        return 1
+    print(f"{model_name}@champion: version {left} -> version {now}")
+    return 0
+
+
 def command_dagster_ui(args: argparse.Namespace) -> int:
     prepare_dagster_home()
     command = ["dagster", "dev", "-w", str(REPO_WORKSPACE_YAML), "-p", str(args.port)]
@@ -234,6 +251,13 @@ def build_parser() -> argparse.ArgumentParser:
     route.add_argument("texts", nargs="+")
     route.add_argument("--alias", default="champion")
     route.set_defaults(handler=command_route)
+
+    rollback = commands.add_parser(
+        "rollback", help="move the champion alias back to an earlier registered version"
+    )
+    rollback.add_argument("--to-version", help="version to restore (default: the one the "
+                          "current champion replaced)")
+    rollback.set_defaults(handler=command_rollback)
 
     dagster_ui = commands.add_parser("dagster-ui", help="start `dagster dev` on this project")
     dagster_ui.add_argument("--port", type=int, default=3000)

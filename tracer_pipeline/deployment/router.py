@@ -36,6 +36,52 @@ class RouterIntegrityError(RuntimeError):
     """The artifact on disk is not the one the registry recorded."""
 
 
+def download_registered_router(
+    alias: str = "champion",
+    model_name: str | None = None,
+    tracking_uri: str | None = None,
+    version: str | None = None,
+) -> tuple[Path, str, str]:
+    """Download a registered router version; return (folder, recorded policy hash, version).
+
+    The folder holds `router.json` and `policy/`; the caller verifies the hash on loading.
+    """
+    import mlflow
+    from mlflow import MlflowClient
+
+    tracking_uri = tracking_uri or settings.mlflow_tracking_uri()
+    model_name = model_name or settings.registered_model_name()
+    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    if version is None:
+        model_version = client.get_model_version_by_alias(model_name, alias)
+    else:
+        model_version = client.get_model_version(model_name, version)
+    mlflow.set_registry_uri(tracking_uri)
+    mlflow.set_tracking_uri(tracking_uri)
+    local = mlflow.artifacts.download_artifacts(
+        artifact_uri=f"models:/{model_name}/{model_version.version}"
+    )
+    expected = model_version.tags.get(POLICY_HASH_TAG)
+    if not expected:
+        raise RouterIntegrityError(
+            f"{model_name} version {model_version.version} has no {POLICY_HASH_TAG} tag"
+        )
+    return Path(local) / "artifacts", expected, str(model_version.version)
+
+
+def load_verified_policy(folder: Path, expected_sha256: str) -> tuple[RoutingPolicy, dict]:
+    """The policy and manifest in `folder`, after checking the policy files' SHA-256."""
+    policy_folder = Path(folder) / POLICY_FOLDER
+    actual = folder_sha256(policy_folder)
+    if actual != expected_sha256:
+        raise RouterIntegrityError(
+            f"policy files in {policy_folder} hash to {actual}, but the registry recorded "
+            f"{expected_sha256}: refusing to load a router that is not the one registered"
+        )
+    manifest = json.loads((Path(folder) / ROUTER_MANIFEST).read_text(encoding="utf-8"))
+    return RoutingPolicy.load(policy_folder), manifest
+
+
 @dataclass(frozen=True)
 class RoutedText:
     """Where one text went.
@@ -69,16 +115,9 @@ class Router:
         to something else.
         """
         folder = Path(folder)
-        policy_folder = folder / POLICY_FOLDER
-        if expected_sha256 is not None:
-            actual = folder_sha256(policy_folder)
-            if actual != expected_sha256:
-                raise RouterIntegrityError(
-                    f"policy files in {policy_folder} hash to {actual}, but the registry recorded "
-                    f"{expected_sha256}: refusing to load a router that is not the one registered"
-                )
-        manifest = json.loads((folder / ROUTER_MANIFEST).read_text(encoding="utf-8"))
-        policy = RoutingPolicy.load(policy_folder)
+        if expected_sha256 is None:
+            expected_sha256 = folder_sha256(folder / POLICY_FOLDER)
+        policy, manifest = load_verified_policy(folder, expected_sha256)
         embedder = load_embedder(manifest.get("embedder", "minilm"))
         if embedder.dimension != manifest.get("embedding_dimension", embedder.dimension):
             raise RouterIntegrityError(
@@ -96,28 +135,10 @@ class Router:
         version: str | None = None,
     ) -> Router:
         """Load the model version behind `alias` (or `version`) from the MLflow registry."""
-        import mlflow
-        from mlflow import MlflowClient
-
-        tracking_uri = tracking_uri or settings.mlflow_tracking_uri()
-        model_name = model_name or settings.registered_model_name()
-        client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
-        if version is None:
-            model_version = client.get_model_version_by_alias(model_name, alias)
-        else:
-            model_version = client.get_model_version(model_name, version)
-        mlflow.set_registry_uri(tracking_uri)
-        mlflow.set_tracking_uri(tracking_uri)
-        local = mlflow.artifacts.download_artifacts(
-            artifact_uri=f"models:/{model_name}/{model_version.version}"
-        )
-        expected = model_version.tags.get(POLICY_HASH_TAG)
-        if not expected:
-            raise RouterIntegrityError(
-                f"{model_name} version {model_version.version} has no {POLICY_HASH_TAG} tag"
-            )
-        router = cls.from_artifacts(Path(local) / "artifacts", expected_sha256=expected)
-        router.manifest = {**router.manifest, "version": model_version.version}
+        folder, expected, resolved = download_registered_router(alias, model_name, tracking_uri,
+                                                               version)
+        router = cls.from_artifacts(folder, expected_sha256=expected)
+        router.manifest = {**router.manifest, "version": resolved}
         return router
 
     def route_embeddings(self, embeddings: np.ndarray) -> RoutingDecisions:

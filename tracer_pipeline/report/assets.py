@@ -64,7 +64,7 @@ def interpretability_report(
         gate=gate,
         deployment=deployment,
         n_traces=int(gate.get("n_traces", 0)),
-        embedding_model=str(gate.get("embedding_model", "")),
+        embedding_model=str(gate.get("details", {}).get("embedding_model", "")),
         history=_history(layout, day),
     )
     folder = layout.report_dir(day)
