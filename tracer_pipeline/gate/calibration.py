@@ -1,48 +1,65 @@
 """The parity gate: pick a surrogate, fit its acceptor, and certify a routing rule.
 
 What is guaranteed, and under which assumption. Let the calibration traces be exchangeable with
-the future traffic (same distribution, e.g. traces sampled from the same days and sources), and
-let everything fitted (candidates, acceptor, the grid of thresholds and their testing order) be
-independent of the calibration traces (they come from the train and validation splits only).
-Then, with probability at least 1 - delta over the draw of the calibration traces, the deployed
-rule's agreement with the teacher on the traffic it handles is at least alpha. This is
-Learn-then-Test (Angelopoulos et al., 2021) with exact binomial p-values and fixed-sequence
-testing, so the number of thresholds tried costs no correction.
+the future traffic (same distribution: traces sampled from the same days and sources as the
+traffic the router will see), and let everything fitted before calibration (candidates,
+acceptor, distance threshold, the grid of score thresholds, the start of the test sequence and
+the choice of candidate) depend on the train and validation splits only. Then, for the alpha
+the gate was asked to certify, with probability at least 1 - delta over the draw of the
+calibration traces, the deployed rule's agreement with the teacher on the traffic it handles is
+at least alpha. This is Learn-then-Test (Angelopoulos et al., 2021) with exact binomial
+p-values and fixed-sequence testing; see `tracer_pipeline.gate.statistics.fixed_sequence_from`.
 
-The rule is two-dimensional: an input is handled when its acceptor score is at least a score
-threshold AND its distance to the nearest training prototype is at most a distance threshold
-(and its predicted label was seen at least `min_label_count` times in training). The family of
-(score threshold, distance threshold) pairs and its testing order are fixed from the validation
-split before the calibration traces are read; the distance rule is therefore certified together
-with the score rule, not bolted on afterwards. Traffic unlike anything in calibration (e.g.
-out-of-scope queries) is outside the guarantee; the distance rule is what keeps most of it away
-from the surrogate, and the gate prefers the tightest distance threshold that costs at most
-`distance_coverage_tolerance` of calibration coverage.
+The rule. An input is handled when (1) its predicted label was seen at least `min_label_count`
+times in training, (2) its atypicality (`features.atypicality`: mean rank of its distance to the
+nearest training prototype and of the surrogate's entropy, against validation traffic) is at
+most the atypicality threshold, and (3) its acceptor score is at least the score threshold.
+The atypicality threshold defers the least typical share `atypical_share(alpha)` of validation
+traffic and is fixed before calibration; the certified agreement is that of the whole rule, so
+this distance rule sits inside the guarantee. Its purpose is traffic that calibration never saw
+(out-of-scope queries, a new topic): such traffic breaks the exchangeability assumption, so no
+calibration can speak for it, and the rule keeps most of it away from the surrogate at a known
+cost in coverage of ordinary traffic. That cost grows as alpha leaves less room for errors
+that calibration cannot see: `atypical_share(alpha) = min(atypical_share_max,
+atypical_share_at_90 * ((1 - 0.90) / (1 - alpha)) ** atypical_share_growth)`. The schedule is a
+design choice, not a guarantee: it was set on CLINC150, whose test split holds 18% out-of-scope
+queries against 0.7% in training, so that a stricter alpha also holds on such traffic.
 
-Each alpha of the frontier is certified separately: each claim holds with probability >= 1 -
-delta on its own, not all of them simultaneously.
+The test sequence. Score thresholds form a grid of validation-score quantiles, strictest first.
+From validation alone (cross-fitted acceptor scores) the gate predicts each rule's calibration
+p-value and starts the sequence at the rule predicted to certify most surely; it then tests
+ever looser rules until the first failure and deploys the loosest rule certified. Stricter rules
+than the start are never tested: their few handled traces could not be certified anyway, and
+testing them first would let one unlucky failure stop everything (the fragility of a sequence
+that starts at the very strictest rule).
+
+Each alpha of the frontier is certified separately, each with its own candidate choice: each
+claim holds with probability >= 1 - delta on its own, not all of them simultaneously.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
-from scipy import special
 
 from tracer_pipeline.gate.features import (
+    Acceptor,
+    ReferenceSet,
     acceptor_features,
+    atypicality,
+    atypicality_reference,
     build_reference_set,
     fit_acceptor,
 )
 from tracer_pipeline.gate.policy import RoutingPolicy
 from tracer_pipeline.gate.statistics import (
-    agreement_p_value,
     clopper_pearson_lower,
-    fixed_sequence_select,
+    clopper_pearson_lower_many,
+    expected_p_value,
+    fixed_sequence_from,
     minimum_trials_to_certify,
 )
 from tracer_pipeline.surrogates.candidates import FittedCandidate
@@ -64,15 +81,15 @@ class GateConfig:
         per_label_floor: certify each predicted label on its own (Bonferroni over labels,
             delta / n_labels each) and always defer labels that cannot be certified.
         score_grid_size: number of score thresholds (validation-score quantiles).
-        min_score_coverage: the strictest score threshold handles this share of validation.
-        distance_quantiles: distance thresholds, as quantiles of the validation traces'
-            distances to the nearest training prototype (1.0 = the farthest validation trace).
-        distance_coverage_tolerance: calibration coverage the gate gives up, at most, to use a
-            tighter distance threshold (protection against traffic calibration never saw).
+        atypical_share_at_90, atypical_share_growth, atypical_share_max: the atypicality rule
+            defers the least typical share min(max, at_90 * (0.1 / (1 - alpha)) ** growth) of
+            validation traffic (0.7% at alpha 0.80, 2% at 0.90, 5.7% at 0.95, capped at 6%).
         reference_per_label: prototypes per label for the nearest-neighbour features.
         min_label_count: labels seen fewer times in training are never handled.
+        candidate_coverage_tolerance: candidates whose predicted coverage at alpha is within
+            this of the best are compared by validation accuracy instead.
         acceptor_folds: folds of cross-fitting on validation, for honest candidate comparison
-            and for the testing order.
+            and for planning the test sequence.
         acceptor_regularisation: C of the acceptor's logistic regression.
         random_state: seed for the acceptor folds and the prototypes.
     """
@@ -81,12 +98,13 @@ class GateConfig:
     delta: float = 0.05
     frontier_alphas: tuple[float, ...] = (0.80, 0.85, 0.90, 0.95, 0.99)
     per_label_floor: bool = False
-    score_grid_size: int = 100
-    min_score_coverage: float = 0.02
-    distance_quantiles: tuple[float, ...] = (0.95, 0.98, 0.99, 1.0)
-    distance_coverage_tolerance: float = 0.01
+    score_grid_size: int = 400
+    atypical_share_at_90: float = 0.02
+    atypical_share_growth: float = 1.5
+    atypical_share_max: float = 0.06
     reference_per_label: int = 16
     min_label_count: int = 3
+    candidate_coverage_tolerance: float = 0.01
     acceptor_folds: int = 5
     acceptor_regularisation: float = 1.0
     random_state: int = 0
@@ -98,13 +116,10 @@ class GateConfig:
                 raise ValueError(f"{name} must lie strictly between 0 and 1, got {value}")
         if any(not 0.0 < value < 1.0 for value in self.frontier_alphas):
             raise ValueError(f"frontier alphas must lie in (0, 1), got {self.frontier_alphas}")
-        if not self.distance_quantiles or any(
-            not 0.0 < value <= 1.0 for value in self.distance_quantiles
-        ):
-            raise ValueError(f"distance quantiles must lie in (0, 1], got "
-                             f"{self.distance_quantiles}")
-        if self.score_grid_size < 1 or self.reference_per_label < 1:
-            raise ValueError("score_grid_size and reference_per_label must be positive")
+        if not 0.0 <= self.atypical_share_at_90 <= self.atypical_share_max < 1.0:
+            raise ValueError("need 0 <= atypical_share_at_90 <= atypical_share_max < 1")
+        if self.score_grid_size < 2 or self.reference_per_label < 1:
+            raise ValueError("score_grid_size must be >= 2 and reference_per_label positive")
 
 
 @dataclass
@@ -123,13 +138,14 @@ class GateOutcome:
         n_calibration: number of calibration traces.
         alpha: agreement certified.
         delta: allowed probability that the certificate is wrong.
-        candidates: per candidate: name, kind, fit_seconds, validation accuracy, validation
-            coverage and agreement at alpha (cross-fitted acceptor), whether chosen.
-        frontier: per alpha of the frontier: alpha, coverage_certified, threshold,
-            distance_threshold, agreement_lower_bound, refused.
+        candidates: per candidate: name, kind, fit_seconds, validation accuracy, the coverage its
+            test sequence is predicted to certify at alpha (validation only), whether chosen.
+        frontier: per alpha of the frontier (filled by `run_gate`): alpha, candidate,
+            coverage_certified, threshold, distance_threshold, agreement_lower_bound, refused.
         policy: the deployable router (None when refused).
-        distance_threshold: the distance threshold of the chosen rule (None when refused).
-        details: further JSON-able facts (sizes, per-label thresholds, testing statistics).
+        distance_threshold: the atypicality threshold of the deployed rule, a rank in [0, 1]
+            mixing distance to training and the surrogate's entropy (None when refused).
+        details: further JSON-able facts (sizes, per-label thresholds, the test sequence).
     """
 
     decision: str
@@ -153,32 +169,93 @@ class GateOutcome:
         return {key: value for key, value in asdict(self).items() if key != "policy"}
 
 
+def atypical_share(alpha: float, config: GateConfig) -> float:
+    """Share of validation traffic the atypicality rule defers when certifying `alpha`."""
+    growth = ((1.0 - 0.90) / (1.0 - alpha)) ** config.atypical_share_growth
+    return min(config.atypical_share_max, config.atypical_share_at_90 * growth)
+
+
 @dataclass
-class _Evaluated:
-    """A candidate's surrogate, acceptor inputs and agreement on one split."""
+class _SplitView:
+    """A candidate's view of one split: acceptor inputs and scores, agreement, atypicality.
+
+    `label_known` marks traces whose predicted label was seen often enough in training.
+    """
 
     features: dict[str, np.ndarray]
+    scores: np.ndarray
     agrees: np.ndarray
+    label_known: np.ndarray
+    atypicality: np.ndarray
 
 
 @dataclass
-class _Family:
-    """The (score threshold, distance threshold) hypotheses, fixed before calibration."""
+class _CandidateEvidence:
+    """What the gate knows about one candidate before any alpha is certified.
 
-    score_thresholds: np.ndarray  # (n_score,), strictest first
-    score_coverages: np.ndarray  # validation coverage level of each score threshold
-    distance_thresholds: np.ndarray  # (n_distance,), tightest first
+    Attributes:
+        candidate: the fitted surrogate.
+        acceptor: the acceptor fitted on all validation traces (the one deployed).
+        atypicality_quantiles: validation quantiles that define atypicality.
+        validation: validation view with cross-fitted (honest) acceptor scores.
+        validation_scores: the deployed acceptor's scores on validation (they fix the grid).
+        calibration: calibration view with the deployed acceptor's scores.
+    """
+
+    candidate: FittedCandidate
+    acceptor: Acceptor
+    atypicality_quantiles: np.ndarray
+    validation: _SplitView
+    validation_scores: np.ndarray
+    calibration: _SplitView
 
 
 @dataclass
-class _Certified:
-    """The rule chosen among the certified hypotheses for one alpha (or one label)."""
+class _Rules:
+    """One candidate's nested rules at one alpha, strictest first, and their evidence.
 
-    score_index: int
-    distance_index: int
+    Attributes:
+        atypicality_threshold: shared by every rule.
+        score_thresholds: the grid: quantiles of the deployed acceptor's scores on eligible
+            validation traces, at coverage levels 1/K, 2/K, ..., 1.
+        expected_coverage: share of validation traces each rule handles, with honest scores.
+        expected_agreement: agreement of each rule on validation, with honest scores.
+        calibration_eligible: calibration traces the score threshold may handle.
+        calibration_handled: calibration traces each rule handles.
+        calibration_agreements: how many of those agree with the teacher.
+    """
+
+    atypicality_threshold: float
+    score_thresholds: np.ndarray
+    expected_coverage: np.ndarray
+    expected_agreement: np.ndarray
+    calibration_eligible: np.ndarray
+    calibration_handled: np.ndarray
+    calibration_agreements: np.ndarray
+
+
+@dataclass
+class GateEvidence:
+    """Everything `prepare_gate` computes once and every alpha reuses."""
+
+    config: GateConfig
+    label_space: np.ndarray
+    reference: ReferenceSet
+    candidates: list[_CandidateEvidence]
+    n_train: int
+    n_validation: int
+    n_calibration: int
+    embedding_model: str = ""
+
+
+@dataclass
+class _Sequence:
+    """The outcome of one fixed-sequence test over a candidate's grid of rules."""
+
+    start: int
+    last_certified: int
     handled: int
     agreements: int
-    n_rejected: int
 
 
 def _as_labels(y: np.ndarray, name: str, n_rows: int) -> np.ndarray:
@@ -206,156 +283,116 @@ def _codes(labels: np.ndarray, label_space: np.ndarray) -> np.ndarray:
     return np.where(label_space[positions] == labels, positions, -1)
 
 
-def _evaluate(
-    candidate: FittedCandidate, X: np.ndarray, y: np.ndarray, reference
-) -> _Evaluated:
-    probabilities = candidate.predict_proba(X)
-    features = acceptor_features(probabilities, X, reference)
-    agrees = candidate.label_space[features["predicted"]] == y
-    return _Evaluated(features, agrees)
-
-
 def _subset(features: dict[str, np.ndarray], rows: np.ndarray) -> dict[str, np.ndarray]:
     return {key: value[rows] for key, value in features.items()}
 
 
 def _cross_fitted_scores(
-    evaluated: _Evaluated, n_labels: int, config: GateConfig
+    features: dict[str, np.ndarray], agrees: np.ndarray, n_labels: int, config: GateConfig
 ) -> np.ndarray:
     """Acceptor scores on validation, each from an acceptor fitted without that trace."""
-    n_rows = evaluated.agrees.size
+    n_rows = agrees.size
     n_folds = min(config.acceptor_folds, n_rows // 2)
     if n_folds < 2:
-        acceptor = fit_acceptor(evaluated.features, evaluated.agrees, n_labels,
-                                config.acceptor_regularisation)
-        return acceptor.score(evaluated.features)
+        acceptor = fit_acceptor(features, agrees, n_labels, config.acceptor_regularisation)
+        return acceptor.score(features)
     order = np.random.default_rng(config.random_state).permutation(n_rows)
     scores = np.empty(n_rows)
     for fold in range(n_folds):
         held_out = order[fold::n_folds]
         kept = np.setdiff1d(order, held_out)
-        acceptor = fit_acceptor(_subset(evaluated.features, kept), evaluated.agrees[kept],
-                                n_labels, config.acceptor_regularisation)
-        scores[held_out] = acceptor.score(_subset(evaluated.features, held_out))
+        acceptor = fit_acceptor(_subset(features, kept), agrees[kept], n_labels,
+                                config.acceptor_regularisation)
+        scores[held_out] = acceptor.score(_subset(features, held_out))
     return scores
 
 
-def _best_prefix(
-    scores: np.ndarray, agrees: np.ndarray, alpha: float, delta: float
-) -> tuple[float, float | None]:
-    """Largest share handled (highest scores first) whose agreement bound reaches alpha."""
-    if agrees.size == 0:
-        return 0.0, None
-    order = np.argsort(-scores, kind="stable")
-    cumulative = np.cumsum(agrees[order])
-    best_coverage, best_agreement = 0.0, None
-    # Clopper–Pearson bounds are monotone enough that a coarse scan suffices here.
-    for handled in np.unique(np.linspace(1, agrees.size, min(agrees.size, 200)).astype(int)):
-        successes = int(cumulative[handled - 1])
-        if clopper_pearson_lower(successes, handled, delta) >= alpha:
-            best_coverage = handled / agrees.size
-            best_agreement = successes / handled
-    return best_coverage, best_agreement
+def _coverage_levels(grid_size: int) -> np.ndarray:
+    return np.arange(1, grid_size + 1) / grid_size
 
 
-def _thresholds_at(scores: np.ndarray, coverages: np.ndarray) -> np.ndarray:
-    """Score thresholds that handle about the given shares of `scores` (highest first)."""
+def _thresholds_at(scores: np.ndarray, levels: np.ndarray) -> np.ndarray:
+    """Score thresholds that handle about the given shares of `scores` (highest first).
+
+    The last level (1.0) gets threshold 0, which every score in (0, 1) passes.
+    """
+    if scores.size == 0:
+        return np.full(levels.size, np.inf)
     ordered = np.sort(scores)[::-1]
-    positions = np.clip(np.ceil(coverages * ordered.size).astype(int) - 1, 0, ordered.size - 1)
+    positions = np.clip(np.ceil(levels * ordered.size).astype(int) - 1, 0, ordered.size - 1)
     thresholds = ordered[positions].astype(np.float64)
-    thresholds[coverages >= 1.0] = 0.0  # the loosest score threshold handles every score
+    thresholds[levels >= 1.0] = 0.0
     return thresholds
 
 
-def _build_family(
-    validation_scores: np.ndarray, validation_distances: np.ndarray, config: GateConfig
-) -> _Family:
-    """Score thresholds from validation-score quantiles, distances from distance quantiles."""
-    coverages = np.linspace(config.min_score_coverage, 1.0, config.score_grid_size)
-    thresholds = _thresholds_at(validation_scores, coverages)
-    _, first = np.unique(thresholds, return_index=True)
-    kept = np.sort(first)  # coverages ascend, so this is strictest first
-    distances = np.quantile(validation_distances, sorted(config.distance_quantiles))
-    return _Family(
-        score_thresholds=thresholds[kept],
-        score_coverages=coverages[kept],
-        distance_thresholds=np.unique(distances),
+def _rule_counts(scores: np.ndarray, agrees: np.ndarray, eligible: np.ndarray,
+                 thresholds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Handled traces and agreements of the rule `eligible & score >= t`, for every t."""
+    kept_scores = scores[eligible]
+    order = np.argsort(-kept_scores, kind="stable")
+    sorted_scores = -kept_scores[order]
+    cumulative_agreements = np.concatenate([[0], np.cumsum(agrees[eligible][order])])
+    handled = np.searchsorted(sorted_scores, -thresholds, side="right")
+    return handled.astype(np.int64), cumulative_agreements[handled].astype(np.int64)
+
+
+def _view(candidate: FittedCandidate, X: np.ndarray, y: np.ndarray, reference: ReferenceSet,
+          config: GateConfig) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
+    probabilities = candidate.predict_proba(X)
+    features = acceptor_features(probabilities, X, reference)
+    agrees = candidate.label_space[features["predicted"]] == y
+    label_known = reference.label_counts[features["predicted"]] >= config.min_label_count
+    return features, agrees, label_known
+
+
+def _candidate_evidence(
+    candidate: FittedCandidate, X_val: np.ndarray, y_val: np.ndarray, X_cal: np.ndarray,
+    y_cal: np.ndarray, reference: ReferenceSet, config: GateConfig,
+) -> _CandidateEvidence:
+    n_labels = candidate.label_space.size
+    features, agrees, label_known = _view(candidate, X_val, y_val, reference, config)
+    honest_scores = _cross_fitted_scores(features, agrees, n_labels, config)
+    acceptor = fit_acceptor(features, agrees, n_labels, config.acceptor_regularisation)
+    quantiles = atypicality_reference(features)
+    validation = _SplitView(features, honest_scores, agrees, label_known,
+                            atypicality(features, quantiles))
+    cal_features, cal_agrees, cal_known = _view(candidate, X_cal, y_cal, reference, config)
+    calibration = _SplitView(cal_features, acceptor.score(cal_features), cal_agrees, cal_known,
+                             atypicality(cal_features, quantiles))
+    return _CandidateEvidence(candidate, acceptor, quantiles, validation,
+                              acceptor.score(features), calibration)
+
+
+def _rules(item: _CandidateEvidence, alpha: float, config: GateConfig) -> _Rules:
+    """The nested rules of one candidate at `alpha`, fixed from validation; their counts.
+
+    The grid comes from the deployed acceptor's validation scores; the honest estimate of each
+    rule uses the cross-fitted scores at the same coverage level.
+    """
+    validation, calibration = item.validation, item.calibration
+    share = atypical_share(alpha, config)
+    atypicality_threshold = (float(np.quantile(validation.atypicality, 1.0 - share))
+                             if share > 0 else 1.0)
+    eligible = validation.label_known & (validation.atypicality <= atypicality_threshold)
+    levels = _coverage_levels(config.score_grid_size)
+    thresholds = _thresholds_at(item.validation_scores[eligible], levels)
+    honest_thresholds = _thresholds_at(validation.scores[eligible], levels)
+    handled, agreements = _rule_counts(validation.scores, validation.agrees, eligible,
+                                       honest_thresholds)
+    calibration_eligible = calibration.label_known & (
+        calibration.atypicality <= atypicality_threshold
     )
-
-
-def _handled_counts(
-    scores: np.ndarray, distances: np.ndarray, agrees: np.ndarray, eligible: np.ndarray,
-    family: _Family,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Handled traces and agreements for every hypothesis, arrays (n_score, n_distance)."""
-    n_score, n_distance = family.score_thresholds.size, family.distance_thresholds.size
-    handled = np.zeros((n_score, n_distance), dtype=np.int64)
-    agreements = np.zeros((n_score, n_distance), dtype=np.int64)
-    passes_score = scores[None, :] >= family.score_thresholds[:, None]
-    for column, distance in enumerate(family.distance_thresholds):
-        mask = passes_score & ((distances <= distance) & eligible)[None, :]
-        handled[:, column] = mask.sum(axis=1)
-        agreements[:, column] = (mask & agrees[None, :]).sum(axis=1)
-    return handled, agreements
-
-
-def _testing_order(
-    expected_handled: np.ndarray, expected_agreement: np.ndarray, n_calibration: int,
-    alpha: float,
-) -> np.ndarray:
-    """Order hypotheses by the p-value expected at calibration size, smallest first.
-
-    The expectation is computed from cross-fitted validation scores only, so the order is
-    fixed before any calibration trace is read (required by fixed-sequence testing). Ties go to
-    the stricter hypothesis.
-    """
-    trials = expected_handled * n_calibration
-    successes = expected_agreement * trials
-    with np.errstate(invalid="ignore", divide="ignore"):
-        # P(Binomial(n, alpha) >= k) = I_alpha(k, n - k + 1), continued to real n and k.
-        expected_p = special.betainc(np.maximum(successes, 1e-9),
-                                     np.maximum(trials - successes + 1, 1e-9), alpha)
-    expected_p = np.where(trials >= 1, expected_p, 1.0)
-    n_score, n_distance = expected_handled.shape
-    strictness = np.add.outer(np.arange(n_score), np.arange(n_distance)).ravel()
-    return np.lexsort((strictness, expected_p.ravel()))
-
-
-def _certify(
-    handled: np.ndarray, agreements: np.ndarray, order: np.ndarray, alpha: float,
-    delta: float, n_total: int, coverage_tolerance: float,
-) -> _Certified | None:
-    """Fixed-sequence test in `order`; choose among the certified hypotheses.
-
-    Among all rejected (certified) hypotheses, any choice keeps the guarantee. The gate takes the
-    tightest distance threshold whose best certified coverage is within `coverage_tolerance` of
-    the best overall, then the largest coverage at that distance.
-    """
-    flat_handled, flat_agreements = handled.ravel(), agreements.ravel()
-    p_values = []
-    for index in order:
-        p_value = agreement_p_value(int(flat_agreements[index]), int(flat_handled[index]), alpha)
-        p_values.append(p_value)
-        if p_value > delta:
-            break
-    last = fixed_sequence_select(p_values, delta)
-    if last < 0:
-        return None
-    rejected = order[: last + 1]
-    coverage = flat_handled[rejected] / max(n_total, 1)
-    n_distance = handled.shape[1]
-    distance_index = rejected % n_distance
-    best = coverage.max()
-    acceptable = coverage >= best - coverage_tolerance
-    tightest = distance_index[acceptable].min()
-    at_tightest = np.flatnonzero(acceptable & (distance_index == tightest))
-    chosen = rejected[at_tightest[np.argmax(coverage[at_tightest])]]
-    return _Certified(
-        score_index=int(chosen // n_distance),
-        distance_index=int(chosen % n_distance),
-        handled=int(flat_handled[chosen]),
-        agreements=int(flat_agreements[chosen]),
-        n_rejected=int(last + 1),
+    calibration_handled, calibration_agreements = _rule_counts(
+        calibration.scores, calibration.agrees, calibration_eligible, thresholds
+    )
+    return _Rules(
+        atypicality_threshold=atypicality_threshold,
+        score_thresholds=thresholds,
+        expected_coverage=handled / max(validation.agrees.size, 1),
+        expected_agreement=np.where(handled > 0, agreements / np.maximum(handled, 1), 0.0),
+        calibration_eligible=calibration_eligible,
+        calibration_handled=calibration_handled,
+        calibration_agreements=calibration_agreements,
     )
 
 
@@ -363,7 +400,7 @@ def _check_inputs(
     candidates: Sequence[FittedCandidate], X_train, y_train, X_val, y_val, X_cal, y_cal
 ) -> tuple:
     if not candidates:
-        raise ValueError("run_gate needs at least one fitted candidate")
+        raise ValueError("the gate needs at least one fitted candidate")
     label_space = np.asarray(candidates[0].label_space).astype(str)
     for candidate in candidates[1:]:
         if not np.array_equal(candidate.label_space, label_space):
@@ -385,15 +422,278 @@ def _check_inputs(
     return label_space, X_train, y_train, X_val, y_val, X_cal, y_cal
 
 
-def _refusal(reason: str, candidate: str, n_calibration: int, config: GateConfig,
-             candidates: list[dict], frontier: list[dict], details: dict) -> GateOutcome:
-    LOGGER.warning("parity gate refuses: %s", reason)
+def prepare_gate(
+    candidates: Sequence[FittedCandidate],
+    X_train: np.ndarray,
+    y_train: np.ndarray,
+    X_val: np.ndarray,
+    y_val: np.ndarray,
+    X_cal: np.ndarray,
+    y_cal: np.ndarray,
+    config: GateConfig,
+    embedding_model: str = "",
+) -> GateEvidence:
+    """Everything the gate needs that does not depend on alpha, computed once per refit.
+
+    Builds the training prototypes and, per candidate, its acceptor (cross-fitted on validation
+    for honest estimates, then fitted on all of it), the atypicality reference, and the
+    acceptor features of the calibration traces. Nothing fitted here reads calibration labels;
+    they only enter the counts that the tests of `certify_alpha` use.
+
+    Raises:
+        ValueError: on inputs that cannot be gated (no candidates, a single label, fewer than
+            two validation traces, mismatched shapes).
+    """
+    label_space, X_train, y_train, X_val, y_val, X_cal, y_cal = _check_inputs(
+        candidates, X_train, y_train, X_val, y_val, X_cal, y_cal
+    )
+    train_codes = _codes(y_train, label_space)
+    known = train_codes >= 0
+    reference = build_reference_set(X_train[known], train_codes[known], label_space.size,
+                                    config.reference_per_label, config.random_state)
+    evidence = [
+        _candidate_evidence(candidate, X_val, y_val, X_cal, y_cal, reference, config)
+        for candidate in candidates
+    ]
+    return GateEvidence(
+        config=config, label_space=label_space, reference=reference, candidates=evidence,
+        n_train=int(X_train.shape[0]), n_validation=int(X_val.shape[0]),
+        n_calibration=int(X_cal.shape[0]), embedding_model=embedding_model,
+    )
+
+
+def _expected_p_values(rules: _Rules, n_calibration: int, alpha: float) -> np.ndarray:
+    expected_trials = rules.expected_coverage * n_calibration
+    return expected_p_value(rules.expected_agreement * expected_trials, expected_trials, alpha)
+
+
+def _planned_start(rules: _Rules, n_calibration: int, alpha: float) -> int:
+    """The rule predicted (from validation only) to have the smallest calibration p-value."""
+    return int(np.argmin(_expected_p_values(rules, n_calibration, alpha)))
+
+
+def _predicted_coverage(rules: _Rules, n_calibration: int, alpha: float, delta: float) -> float:
+    """Coverage the sequence is predicted to certify, from validation estimates only."""
+    expected_p = _expected_p_values(rules, n_calibration, alpha)
+    start = int(np.argmin(expected_p))
+    if expected_p[start] > delta:
+        return 0.0
+    failures = np.flatnonzero(expected_p[start:] > delta)
+    last = start + failures[0] - 1 if failures.size else expected_p.size - 1
+    return float(rules.expected_coverage[last])
+
+
+def _run_sequence(handled: np.ndarray, agreements: np.ndarray, start: int, alpha: float,
+                  delta: float) -> _Sequence:
+    last = fixed_sequence_from(agreements, handled, alpha, delta, start)
+    if last < 0:
+        return _Sequence(start, -1, 0, 0)
+    return _Sequence(start, last, int(handled[last]), int(agreements[last]))
+
+
+def _refusal(reason: str, candidate: str, evidence: GateEvidence, alpha: float,
+             summaries: list[dict], details: dict) -> GateOutcome:
+    LOGGER.warning("parity gate refuses at alpha=%.2f: %s", alpha, reason)
     return GateOutcome(
         decision=REFUSE, reason=reason, candidate=candidate, threshold=None,
         agreement_lower_bound=None, coverage_calibration=0.0, agreement_calibration=None,
-        n_calibration=n_calibration, alpha=config.alpha, delta=config.delta,
-        candidates=candidates, frontier=frontier, policy=None, details=details,
+        n_calibration=evidence.n_calibration, alpha=alpha, delta=evidence.config.delta,
+        candidates=summaries, frontier=[], policy=None, distance_threshold=None,
+        details=details,
     )
+
+
+def _per_label_thresholds(item: _CandidateEvidence, rules: _Rules, start: int, alpha: float,
+                          delta: float, n_labels: int) -> np.ndarray:
+    """Certify each predicted label on its own calibration traces at delta / n_labels.
+
+    By Bonferroni, with probability >= 1 - delta every certified label's agreement is >= alpha
+    at once, hence so is the agreement of their union. Labels with no certified rule get an
+    infinite score threshold (never handled).
+    """
+    label_delta = delta / n_labels
+    calibration = item.calibration
+    predicted = calibration.features["predicted"]
+    eligible = rules.calibration_eligible
+    needed = minimum_trials_to_certify(alpha, label_delta)
+    thresholds = np.full(n_labels, np.inf)
+    for label in np.unique(predicted[eligible]):
+        rows = predicted == label
+        if (rows & eligible).sum() < needed:
+            continue
+        handled, agreements = _rule_counts(calibration.scores[rows], calibration.agrees[rows],
+                                           eligible[rows], rules.score_thresholds)
+        sequence = _run_sequence(handled, agreements, start, alpha, label_delta)
+        if sequence.last_certified >= 0:
+            thresholds[label] = rules.score_thresholds[sequence.last_certified]
+    return thresholds
+
+
+def certify_alpha(evidence: GateEvidence, alpha: float) -> GateOutcome:
+    """Choose a candidate for `alpha` and certify its loosest rule on calibration, or refuse.
+
+    The candidate is the most accurate on validation among those whose test sequence is
+    predicted (from validation only) to certify within `candidate_coverage_tolerance` of the
+    largest coverage; then the fastest to fit. The chosen candidate's
+    sequence is then tested on calibration (`fixed_sequence_from`). With `per_label_floor`, each
+    predicted label gets its own sequence at delta / n_labels instead.
+
+    Guarantee (assumption in the module docstring): when the decision is "deploy", with
+    probability >= 1 - delta the deployed rule's agreement on handled traffic is >= alpha.
+    """
+    config = evidence.config
+    delta = config.delta
+    n_calibration = evidence.n_calibration
+    n_labels = evidence.label_space.size
+
+    all_rules = [_rules(item, alpha, config) for item in evidence.candidates]
+    summaries = [
+        {
+            "name": item.candidate.spec.name,
+            "kind": item.candidate.spec.kind,
+            "fit_seconds": round(item.candidate.fit_seconds, 3),
+            "validation_accuracy": float(item.validation.agrees.mean()),
+            "predicted_coverage_at_alpha": _predicted_coverage(rules, n_calibration, alpha,
+                                                               delta),
+            "chosen": False,
+        }
+        for item, rules in zip(evidence.candidates, all_rules)
+    ]
+    # Predicted coverages closer than the tolerance are ties: validation cannot tell them
+    # apart, and the more accurate candidate is the safer bet on traffic unlike calibration.
+    best_coverage = max(summary["predicted_coverage_at_alpha"] for summary in summaries)
+    chosen_index = min(
+        range(len(summaries)),
+        key=lambda i: (summaries[i]["predicted_coverage_at_alpha"]
+                       < best_coverage - config.candidate_coverage_tolerance,
+                       -summaries[i]["validation_accuracy"], summaries[i]["fit_seconds"]),
+    )
+    summaries[chosen_index]["chosen"] = True
+    item, rules = evidence.candidates[chosen_index], all_rules[chosen_index]
+    name = item.candidate.spec.name
+    start = _planned_start(rules, n_calibration, alpha)
+    details = {
+        "n_train": evidence.n_train,
+        "n_validation": evidence.n_validation,
+        "n_labels": int(n_labels),
+        "score_grid_size": int(rules.score_thresholds.size),
+        "atypical_share": atypical_share(alpha, config),
+        "embedding_model": evidence.embedding_model,
+        "sequence_start_expected_coverage": float(rules.expected_coverage[start]),
+    }
+
+    needed = minimum_trials_to_certify(alpha, delta)
+    if n_calibration < needed:
+        return _refusal(
+            f"calibration split has {n_calibration} traces; certifying alpha={alpha} with "
+            f"delta={delta} needs at least {needed} handled traces",
+            name, evidence, alpha, summaries, details,
+        )
+
+    sequence = _run_sequence(rules.calibration_handled, rules.calibration_agreements, start,
+                             alpha, delta)
+    details["rules_certified"] = max(sequence.last_certified - start + 1, 0)
+    if config.per_label_floor:
+        label_thresholds = _per_label_thresholds(item, rules, start, alpha, delta, n_labels)
+        certified_labels = np.isfinite(label_thresholds)
+        if not certified_labels.any():
+            return _refusal(
+                f"no label's agreement could be certified at alpha={alpha} with delta={delta} "
+                f"split over {n_labels} labels", name, evidence, alpha, summaries, details,
+            )
+        details["label_score_thresholds"] = {
+            str(label): float(value)
+            for label, value in zip(evidence.label_space, label_thresholds) if np.isfinite(value)
+        }
+        details["labels_certified"] = int(certified_labels.sum())
+        calibration = item.calibration
+        handled_rows = rules.calibration_eligible & (
+            calibration.scores >= label_thresholds[calibration.features["predicted"]]
+        )
+        n_handled = int(handled_rows.sum())
+        n_agree = int((handled_rows & calibration.agrees).sum())
+        global_threshold, outcome_threshold = float("inf"), None
+    else:
+        if sequence.last_certified < 0:
+            handled = int(rules.calibration_handled[start])
+            agreements = int(rules.calibration_agreements[start])
+            bound = clopper_pearson_lower(agreements, handled, delta) if handled else 0.0
+            return _refusal(
+                f"no rule could be certified at alpha={alpha} with delta={delta} on "
+                f"{n_calibration} calibration traces: the first rule of the sequence (planned "
+                f"on validation) handled {handled} traces with {agreements} agreements, "
+                f"Clopper–Pearson lower bound {bound:.4f}",
+                name, evidence, alpha, summaries, details,
+            )
+        global_threshold = float(rules.score_thresholds[sequence.last_certified])
+        outcome_threshold = global_threshold
+        label_thresholds = np.full(n_labels, global_threshold)
+        n_handled, n_agree = sequence.handled, sequence.agreements
+
+    lower_bound = clopper_pearson_lower(n_agree, n_handled, delta) if n_handled else 0.0
+    coverage = n_handled / n_calibration
+    policy = RoutingPolicy(
+        label_space=[str(label) for label in evidence.label_space],
+        threshold=global_threshold,
+        alpha=alpha,
+        delta=delta,
+        surrogate_name=name,
+        surrogate_kind=item.candidate.kind,
+        surrogate_arrays=item.candidate.arrays,
+        reference=evidence.reference,
+        acceptor=item.acceptor,
+        atypicality_quantiles=item.atypicality_quantiles,
+        atypicality_threshold=rules.atypicality_threshold,
+        label_score_thresholds=label_thresholds.astype(np.float64),
+        min_label_count=config.min_label_count,
+        embedding_model=evidence.embedding_model,
+        metadata={"agreement_lower_bound": lower_bound, "coverage_calibration": coverage,
+                  "n_calibration": n_calibration, "per_label_floor": config.per_label_floor},
+    )
+    LOGGER.info("parity gate deploys %s at alpha=%.2f: calibration coverage %.3f, agreement "
+                "lower bound %.4f", name, alpha, coverage, lower_bound)
+    return GateOutcome(
+        decision=DEPLOY, reason=None, candidate=name, threshold=outcome_threshold,
+        agreement_lower_bound=lower_bound, coverage_calibration=coverage,
+        agreement_calibration=n_agree / n_handled if n_handled else None,
+        n_calibration=n_calibration, alpha=alpha, delta=delta, candidates=summaries,
+        frontier=[], policy=policy, distance_threshold=rules.atypicality_threshold,
+        details=details,
+    )
+
+
+def frontier_point(outcome: GateOutcome) -> dict:
+    """One row of the coverage frontier: what was certified at the outcome's alpha."""
+    return {
+        "alpha": outcome.alpha,
+        "candidate": outcome.candidate,
+        "coverage_certified": outcome.coverage_calibration,
+        "threshold": outcome.threshold,
+        "distance_threshold": outcome.distance_threshold,
+        "agreement_lower_bound": outcome.agreement_lower_bound,
+        "refused": outcome.decision == REFUSE,
+    }
+
+
+def run_gate_frontier(
+    candidates: Sequence[FittedCandidate],
+    X_train: np.ndarray,
+    y_train: np.ndarray,
+    X_val: np.ndarray,
+    y_val: np.ndarray,
+    X_cal: np.ndarray,
+    y_cal: np.ndarray,
+    config: GateConfig,
+    alphas: Sequence[float],
+    embedding_model: str = "",
+) -> dict[float, GateOutcome]:
+    """`certify_alpha` at every alpha in `alphas`, sharing one `prepare_gate`.
+
+    Each outcome carries its own policy. Each holds with probability >= 1 - delta on its own.
+    """
+    evidence = prepare_gate(candidates, X_train, y_train, X_val, y_val, X_cal, y_cal, config,
+                            embedding_model)
+    return {alpha: certify_alpha(evidence, alpha) for alpha in sorted(set(alphas))}
 
 
 def run_gate(
@@ -409,12 +709,9 @@ def run_gate(
 ) -> GateOutcome:
     """Choose a candidate, fit its acceptor and certify a routing rule at `config.alpha`.
 
-    Steps: (1) per candidate, an acceptor is cross-fitted on validation and the candidate's
-    validation coverage at alpha is measured with those honest scores; the candidate with the
-    largest coverage wins (then accuracy, then fit time). (2) The winner's acceptor is refitted
-    on all validation traces, and the family of (score, distance) thresholds and its testing
-    order are fixed from validation. (3) On calibration, exact binomial p-values are tested in
-    that order (fixed-sequence Learn-then-Test) for alpha and for each frontier alpha.
+    Steps: (1) `prepare_gate`: prototypes, distance threshold, acceptors, grids and calibration
+    counts, once for all alphas; (2) `certify_alpha` at `config.alpha` and at every frontier
+    alpha. The outcome is the one at `config.alpha`; its `frontier` lists every frontier alpha.
 
     Guarantee (see the module docstring for the assumption): when the decision is "deploy",
     with probability >= 1 - delta the deployed rule's agreement on handled traffic is >= alpha.
@@ -423,7 +720,7 @@ def run_gate(
     Args:
         candidates: fitted on the training split (all with the same label space).
         X_train, y_train: the training split the candidates were fitted on.
-        X_val, y_val: validation split (acceptor, candidate choice, grid and order).
+        X_val, y_val: validation split (acceptor, candidate choice, grid and test plan).
         X_cal, y_cal: calibration split, used only for the certificate.
         config: gate settings.
         embedding_model: name of the embedder, stored in the policy.
@@ -432,255 +729,12 @@ def run_gate(
         The outcome; `policy` is the deployable router when the decision is "deploy".
 
     Raises:
-        ValueError: on inputs that cannot be gated (no candidates, a single label, fewer than
-            two validation traces, mismatched shapes).
+        ValueError: on inputs that cannot be gated (see `prepare_gate`).
     """
-    label_space, X_train, y_train, X_val, y_val, X_cal, y_cal = _check_inputs(
-        candidates, X_train, y_train, X_val, y_val, X_cal, y_cal
-    )
-    n_labels = label_space.size
-    n_calibration = X_cal.shape[0]
-    alphas = sorted(set(config.frontier_alphas) | {config.alpha})
-
-    # 1. Reference prototypes of training traces, shared by every candidate.
-    train_codes = _codes(y_train, label_space)
-    known = train_codes >= 0
-    reference = build_reference_set(X_train[known], train_codes[known], n_labels,
-                                    config.reference_per_label, config.random_state)
-    label_counts = reference.label_counts
-
-    # 2. Compare candidates on validation with cross-fitted acceptors.
-    summaries, evaluations, honest_scores = [], [], []
-    for candidate in candidates:
-        evaluated = _evaluate(candidate, X_val, y_val, reference)
-        scores = _cross_fitted_scores(evaluated, n_labels, config)
-        coverage, agreement = _best_prefix(scores, evaluated.agrees, config.alpha, config.delta)
-        evaluations.append(evaluated)
-        honest_scores.append(scores)
-        summaries.append({
-            "name": candidate.spec.name,
-            "kind": candidate.spec.kind,
-            "fit_seconds": round(candidate.fit_seconds, 3),
-            "validation_accuracy": float(evaluated.agrees.mean()),
-            "validation_coverage_at_alpha": float(coverage),
-            "validation_agreement_at_alpha": agreement,
-            "chosen": False,
-        })
-    ranking = sorted(
-        range(len(candidates)),
-        key=lambda i: (-summaries[i]["validation_coverage_at_alpha"],
-                       -summaries[i]["validation_accuracy"], summaries[i]["fit_seconds"]),
-    )
-    chosen_index = ranking[0]
-    summaries[chosen_index]["chosen"] = True
-    chosen = candidates[chosen_index]
-    validation = evaluations[chosen_index]
-    LOGGER.info("chose %s (validation coverage %.3f at alpha %.2f)", chosen.spec.name,
-                summaries[chosen_index]["validation_coverage_at_alpha"], config.alpha)
-
-    # 3. Final acceptor on all validation traces; the family and its order from validation.
-    acceptor = fit_acceptor(validation.features, validation.agrees, n_labels,
-                            config.acceptor_regularisation)
-    validation_scores = acceptor.score(validation.features)
-    family = _build_family(validation_scores, validation.features["knn_distance"], config)
-    # The same coverage levels on cross-fitted scores give honest estimates for the order.
-    honest_family = _Family(
-        _thresholds_at(honest_scores[chosen_index], family.score_coverages),
-        family.score_coverages, family.distance_thresholds,
-    )
-    validation_eligible = label_counts[validation.features["predicted"]] >= config.min_label_count
-    expected_handled, expected_agreements = _handled_counts(
-        honest_scores[chosen_index], validation.features["knn_distance"], validation.agrees,
-        validation_eligible, honest_family,
-    )
-    n_validation = validation.agrees.size
-    expected_coverage = expected_handled / n_validation
-    expected_agreement = np.where(expected_handled > 0,
-                                  expected_agreements / np.maximum(expected_handled, 1), 0.0)
-
-    details = {
-        "n_train": int(X_train.shape[0]),
-        "n_validation": int(n_validation),
-        "n_labels": int(n_labels),
-        "score_grid_size": int(family.score_thresholds.size),
-        "distance_grid": [float(value) for value in family.distance_thresholds],
-        "embedding_model": embedding_model,
-    }
-    needed = minimum_trials_to_certify(config.alpha, config.delta)
-    if n_calibration < needed:
-        return _refusal(
-            f"calibration split has {n_calibration} traces; certifying alpha={config.alpha} "
-            f"with delta={config.delta} needs at least {needed} handled traces",
-            chosen.spec.name, n_calibration, config, summaries,
-            [_refused_point(alpha) for alpha in alphas], details,
-        )
-
-    # 4. Calibration: counts for every hypothesis, then fixed-sequence testing per alpha.
-    calibration = _evaluate(chosen, X_cal, y_cal, reference)
-    calibration_scores = acceptor.score(calibration.features)
-    calibration_distances = calibration.features["knn_distance"]
-    calibration_eligible = (
-        label_counts[calibration.features["predicted"]] >= config.min_label_count
-    )
-    handled, agreements = _handled_counts(calibration_scores, calibration_distances,
-                                          calibration.agrees, calibration_eligible, family)
-    frontier, certified_by_alpha = [], {}
-    for alpha in alphas:
-        order = _testing_order(expected_coverage, expected_agreement, n_calibration, alpha)
-        certified = _certify(handled, agreements, order, alpha, config.delta, n_calibration,
-                             config.distance_coverage_tolerance)
-        certified_by_alpha[alpha] = certified
-        frontier.append(_frontier_point(alpha, certified, family, n_calibration, config.delta))
-    frontier = [point for point in frontier if point["alpha"] in config.frontier_alphas]
-
-    # 5. The rule at the main alpha: global, or one per label with the per-label floor.
-    main_order = _testing_order(expected_coverage, expected_agreement, n_calibration,
-                                config.alpha)
-    if config.per_label_floor:
-        label_scores, label_distances = _per_label_rules(
-            calibration, calibration_scores, calibration_eligible, family, main_order, config,
-            n_labels,
-        )
-        if not np.isfinite(label_scores).any():
-            return _refusal(
-                f"no label's agreement could be certified at alpha={config.alpha} with "
-                f"delta={config.delta} split over {n_labels} labels",
-                chosen.spec.name, n_calibration, config, summaries, frontier, details,
-            )
-        global_threshold, global_distance = math.inf, float(family.distance_thresholds[-1])
-        details["label_score_thresholds"] = {
-            str(label): float(value) for label, value in zip(label_space, label_scores)
-            if np.isfinite(value)
-        }
-        details["labels_certified"] = int(np.isfinite(label_scores).sum())
-        predicted = calibration.features["predicted"]
-        rule = ((calibration_scores >= label_scores[predicted])
-                & (calibration_distances <= label_distances[predicted]) & calibration_eligible)
-        n_handled, n_agree = int(rule.sum()), int((rule & calibration.agrees).sum())
-        outcome_threshold, outcome_distance = None, None
-    else:
-        certified = certified_by_alpha[config.alpha]
-        if certified is None:
-            best_bound = _best_bound(handled, agreements, config.delta)
-            return _refusal(
-                f"no (score, distance) threshold could be certified at alpha={config.alpha} "
-                f"with delta={config.delta} on {n_calibration} calibration traces (highest "
-                f"Clopper–Pearson lower bound of any rule with >= {needed} handled traces: "
-                f"{best_bound:.4f})",
-                chosen.spec.name, n_calibration, config, summaries, frontier, details,
-            )
-        global_threshold = float(family.score_thresholds[certified.score_index])
-        global_distance = float(family.distance_thresholds[certified.distance_index])
-        label_scores = np.full(n_labels, global_threshold)
-        label_distances = np.full(n_labels, global_distance)
-        n_handled, n_agree = certified.handled, certified.agreements
-        outcome_threshold, outcome_distance = global_threshold, global_distance
-        details["hypotheses_certified"] = certified.n_rejected
-
-    lower_bound = clopper_pearson_lower(n_agree, n_handled, config.delta)
-    metadata = {
-        "agreement_lower_bound": lower_bound,
-        "coverage_calibration": n_handled / n_calibration,
-        "n_calibration": n_calibration,
-        "per_label_floor": config.per_label_floor,
-    }
-    policy = RoutingPolicy(
-        label_space=[str(label) for label in label_space],
-        threshold=global_threshold,
-        alpha=config.alpha,
-        delta=config.delta,
-        surrogate_name=chosen.spec.name,
-        surrogate_kind=chosen.kind,
-        surrogate_arrays=chosen.arrays,
-        reference=reference,
-        acceptor=acceptor,
-        distance_threshold=global_distance,
-        label_score_thresholds=label_scores.astype(np.float64),
-        label_distance_thresholds=label_distances.astype(np.float64),
-        min_label_count=config.min_label_count,
-        embedding_model=embedding_model,
-        metadata=metadata,
-    )
-    LOGGER.info("parity gate deploys %s: coverage %.3f on calibration, agreement lower bound "
-                "%.4f at alpha %.2f", chosen.spec.name, n_handled / n_calibration, lower_bound,
-                config.alpha)
-    return GateOutcome(
-        decision=DEPLOY,
-        reason=None,
-        candidate=chosen.spec.name,
-        threshold=outcome_threshold,
-        agreement_lower_bound=lower_bound,
-        coverage_calibration=n_handled / n_calibration,
-        agreement_calibration=n_agree / n_handled if n_handled else None,
-        n_calibration=n_calibration,
-        alpha=config.alpha,
-        delta=config.delta,
-        candidates=summaries,
-        frontier=frontier,
-        policy=policy,
-        distance_threshold=outcome_distance,
-        details=details,
-    )
-
-
-def _refused_point(alpha: float) -> dict:
-    return {"alpha": alpha, "coverage_certified": 0.0, "threshold": None,
-            "distance_threshold": None, "agreement_lower_bound": None, "refused": True}
-
-
-def _frontier_point(alpha: float, certified: _Certified | None, family: _Family,
-                    n_calibration: int, delta: float) -> dict:
-    if certified is None:
-        return _refused_point(alpha)
-    return {
-        "alpha": alpha,
-        "coverage_certified": certified.handled / n_calibration,
-        "threshold": float(family.score_thresholds[certified.score_index]),
-        "distance_threshold": float(family.distance_thresholds[certified.distance_index]),
-        "agreement_lower_bound": clopper_pearson_lower(certified.agreements, certified.handled,
-                                                       delta),
-        "refused": False,
-    }
-
-
-def _best_bound(handled: np.ndarray, agreements: np.ndarray, delta: float) -> float:
-    """Highest Clopper–Pearson bound over hypotheses, for the refusal message only."""
-    flat_handled, flat_agreements = handled.ravel(), agreements.ravel()
-    best = 0.0
-    for index in np.argsort(-flat_agreements / np.maximum(flat_handled, 1))[:50]:
-        if flat_handled[index] > 0:
-            best = max(best, clopper_pearson_lower(int(flat_agreements[index]),
-                                                   int(flat_handled[index]), delta))
-    return best
-
-
-def _per_label_rules(
-    calibration: _Evaluated, calibration_scores: np.ndarray, eligible: np.ndarray,
-    family: _Family, order: np.ndarray, config: GateConfig, n_labels: int,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Certify each predicted label on its own calibration traces at delta / n_labels.
-
-    By Bonferroni, with probability >= 1 - delta every certified label's agreement is >= alpha
-    at once, hence so is the agreement of their union. Labels with no certified hypothesis get
-    an infinite score threshold (never handled).
-    """
-    label_delta = config.delta / n_labels
-    predicted = calibration.features["predicted"]
-    distances = calibration.features["knn_distance"]
-    score_thresholds = np.full(n_labels, np.inf)
-    distance_thresholds = np.full(n_labels, float(family.distance_thresholds[-1]))
-    needed = minimum_trials_to_certify(config.alpha, label_delta)
-    for label in np.unique(predicted):
-        rows = np.flatnonzero(predicted == label)
-        if rows.size < needed:
-            continue
-        handled, agreements = _handled_counts(
-            calibration_scores[rows], distances[rows], calibration.agrees[rows], eligible[rows],
-            family,
-        )
-        certified = _certify(handled, agreements, order, config.alpha, label_delta, rows.size,
-                             config.distance_coverage_tolerance)
-        if certified is not None:
-            score_thresholds[label] = family.score_thresholds[certified.score_index]
-            distance_thresholds[label] = family.distance_thresholds[certified.distance_index]
-    return score_thresholds, distance_thresholds
+    alphas = set(config.frontier_alphas) | {config.alpha}
+    outcomes = run_gate_frontier(candidates, X_train, y_train, X_val, y_val, X_cal, y_cal,
+                                 config, sorted(alphas), embedding_model)
+    outcome = outcomes[config.alpha]
+    outcome.frontier = [frontier_point(outcomes[alpha]) for alpha in sorted(alphas)
+                        if alpha in config.frontier_alphas]
+    return outcome

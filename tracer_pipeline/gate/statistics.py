@@ -11,7 +11,8 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from scipy import stats
+import numpy as np
+from scipy import special, stats
 
 
 def _check_counts(successes: int, trials: int) -> None:
@@ -94,6 +95,76 @@ def fixed_sequence_select(p_values: Sequence[float], delta: float) -> int:
             break
         last_rejected = index
     return last_rejected
+
+
+def clopper_pearson_lower_many(
+    successes: np.ndarray, trials: np.ndarray, delta: float
+) -> np.ndarray:
+    """Vectorised `clopper_pearson_lower`: one bound per (successes, trials) pair.
+
+    Same guarantee, pair by pair; no simultaneous guarantee over the pairs is implied.
+    """
+    _check_probability("delta", delta)
+    successes = np.asarray(successes, dtype=np.float64)
+    trials = np.asarray(trials, dtype=np.float64)
+    if np.any(successes < 0) or np.any(successes > trials):
+        raise ValueError("need 0 <= successes <= trials for every pair")
+    with np.errstate(invalid="ignore", divide="ignore"):
+        bounds = stats.beta.ppf(delta, successes, trials - successes + 1)
+    return np.where(successes > 0, np.nan_to_num(bounds, nan=0.0), 0.0)
+
+
+def expected_p_value(
+    expected_successes: np.ndarray, expected_trials: np.ndarray, alpha: float
+) -> np.ndarray:
+    """`agreement_p_value` continued to real-valued counts, for planning a test order.
+
+    P(Binomial(n, alpha) >= k) equals the regularised incomplete beta I_alpha(k, n - k + 1);
+    evaluated at expected counts (e.g. estimated on a validation split) it predicts how small
+    the calibration p-value of a hypothesis will be. It is a planning heuristic only: no
+    guarantee rests on it, and it must be computed without the calibration traces.
+    """
+    _check_probability("alpha", alpha)
+    successes = np.asarray(expected_successes, dtype=np.float64)
+    trials = np.asarray(expected_trials, dtype=np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        p_values = special.betainc(np.maximum(successes, 1e-9),
+                                   np.maximum(trials - successes + 1.0, 1e-9), alpha)
+    return np.where((trials >= 1.0) & (successes > 0), p_values, 1.0)
+
+
+def fixed_sequence_from(
+    agreements: Sequence[int], handled: Sequence[int], alpha: float, delta: float, start: int
+) -> int:
+    """Certify nested rules in a pre-fixed order: index `start`, then `start + 1`, ...
+
+    Hypothesis k says "rule k's agreement on the traffic it handles is below alpha"; it is
+    tested with the exact binomial p-value of `agreements[k]` out of `handled[k]` calibration
+    traces. Testing stops at the first p-value above `delta`.
+
+    Guarantee: if `start` and the order of the rules were fixed without looking at the
+    calibration traces, and the traces are exchangeable with future traffic, then with
+    probability >= 1 - `delta` no rule this function certifies has true agreement below alpha
+    (fixed-sequence testing controls the family-wise error rate at `delta` with no correction
+    for the number of rules). Rules before `start` are never tested, which is what makes the
+    procedure robust: a start where certification is likely is not held back by the strictest
+    rules, whose few handled traces can never be certified.
+
+    Returns:
+        Index of the last certified rule, or -1 when rule `start` is not certified.
+    """
+    _check_probability("delta", delta)
+    if len(agreements) != len(handled):
+        raise ValueError("agreements and handled must have the same length")
+    if not 0 <= start < len(handled):
+        return -1
+    p_values = []
+    for index in range(start, len(handled)):
+        p_values.append(agreement_p_value(int(agreements[index]), int(handled[index]), alpha))
+        if p_values[-1] > delta:
+            break
+    last = fixed_sequence_select(p_values, delta)
+    return -1 if last < 0 else start + last
 
 
 def minimum_trials_to_certify(alpha: float, delta: float) -> int:

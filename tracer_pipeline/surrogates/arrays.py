@@ -18,8 +18,13 @@ LINEAR_OVR = "linear_ovr"
 MLP_RELU = "mlp_relu"
 NEAREST_NEIGHBOURS = "nearest_neighbours"
 TREE_ENSEMBLE = "tree_ensemble"
+AVERAGE = "average"
 
-SURROGATE_KINDS = (LINEAR_SOFTMAX, LINEAR_OVR, MLP_RELU, NEAREST_NEIGHBOURS, TREE_ENSEMBLE)
+SURROGATE_KINDS = (LINEAR_SOFTMAX, LINEAR_OVR, MLP_RELU, NEAREST_NEIGHBOURS, TREE_ENSEMBLE, AVERAGE)
+
+# An AVERAGE surrogate stores its members' arrays under "<index>__<key>" and their kinds in
+# "member_kinds"; its probabilities are the mean of the members' probabilities.
+MEMBER_SEPARATOR = "__"
 
 # Rows per chunk when a pass builds an (n, n_reference) similarity matrix.
 _CHUNK_ROWS = 2048
@@ -58,6 +63,8 @@ def _model_outputs(kind: str, arrays: dict[str, np.ndarray], X: np.ndarray) -> n
         return _nearest_neighbour_votes(arrays, X)
     if kind == TREE_ENSEMBLE:
         return _tree_ensemble_proba(arrays, X)
+    if kind == AVERAGE:
+        return _average_proba(arrays, X)
     raise ValueError(f"unknown surrogate kind {kind!r}; known: {SURROGATE_KINDS}")
 
 
@@ -104,6 +111,31 @@ def _nearest_neighbour_votes(arrays: dict[str, np.ndarray], X: np.ndarray) -> np
                   weights.ravel())
     votes /= votes.sum(axis=1, keepdims=True)
     return votes
+
+
+def average_arrays(members: list[tuple[str, dict[str, np.ndarray]]],
+                   n_labels: int) -> dict[str, np.ndarray]:
+    """Arrays of an AVERAGE surrogate over (kind, arrays) members fitted on one label space."""
+    arrays: dict[str, np.ndarray] = {
+        "member_kinds": np.array([kind for kind, _ in members]),
+        "columns": np.arange(n_labels, dtype=np.int64),
+    }
+    for index, (_, member) in enumerate(members):
+        for key, value in member.items():
+            arrays[f"{index}{MEMBER_SEPARATOR}{key}"] = value
+    return arrays
+
+
+def _average_proba(arrays: dict[str, np.ndarray], X: np.ndarray) -> np.ndarray:
+    kinds = [str(kind) for kind in arrays["member_kinds"]]
+    n_labels = len(arrays["columns"])
+    total = np.zeros((X.shape[0], n_labels), dtype=np.float32)
+    for index, kind in enumerate(kinds):
+        prefix = f"{index}{MEMBER_SEPARATOR}"
+        member = {key[len(prefix):]: value for key, value in arrays.items()
+                  if key.startswith(prefix)}
+        total += predict_proba_arrays(kind, member, X, n_labels)
+    return total / len(kinds)
 
 
 def _tree_ensemble_proba(arrays: dict[str, np.ndarray], X: np.ndarray) -> np.ndarray:

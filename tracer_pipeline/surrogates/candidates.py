@@ -1,8 +1,11 @@
 """Candidate surrogates on frozen sentence embeddings: specs, fitting, and a cache on disk.
 
-Each candidate is fitted once per refit with scikit-learn and then exported to numpy arrays
-(see `tracer_pipeline.surrogates.arrays`); predictions always come from those arrays, so what the
-gate calibrates is exactly what the deployed router computes.
+Each candidate is fitted once per refit and reused for every alpha the gate certifies. Linear
+models and the MLP are trained by the small numpy trainers of `tracer_pipeline.surrogates.training`
+(scikit-learn's general solvers were about 10x slower on 384-d embeddings with ~80 labels); kNN
+needs no fitting and the opt-in trees use scikit-learn. Every candidate is exported to numpy
+arrays (see `tracer_pipeline.surrogates.arrays`) and predictions always come from those arrays,
+so what the gate calibrates is exactly what the deployed router computes.
 """
 
 from __future__ import annotations
@@ -10,7 +13,6 @@ from __future__ import annotations
 import json
 import logging
 import time
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from tracer_pipeline.surrogates import arrays as surrogate_arrays
+from tracer_pipeline.surrogates import training
 
 LOGGER = logging.getLogger(__name__)
 
@@ -27,12 +30,17 @@ KNN = "knn"
 MLP = "mlp"
 RANDOM_FOREST = "random_forest"
 EXTRA_TREES = "extra_trees"
-CANDIDATE_KINDS = (LOGISTIC, SGD, KNN, MLP, RANDOM_FOREST, EXTRA_TREES)
+AVERAGE = "average"
+CANDIDATE_KINDS = (LOGISTIC, SGD, KNN, MLP, RANDOM_FOREST, EXTRA_TREES, AVERAGE)
 
 
 @dataclass(frozen=True)
 class CandidateSpec:
-    """What to fit: a unique `name`, a `kind` from `CANDIDATE_KINDS` and its `params`."""
+    """What to fit: a unique `name`, a `kind` from `CANDIDATE_KINDS` and its `params`.
+
+    An `average` candidate fits nothing: it averages the probabilities of the candidates named
+    in `params["members"]`, which must come before it in the list of specs.
+    """
 
     name: str
     kind: str
@@ -42,16 +50,20 @@ class CandidateSpec:
 def default_candidate_specs(include_trees: bool = False) -> list[CandidateSpec]:
     """Return the default candidates, cheapest first.
 
-    Logistic regression on standardised embeddings over a small grid of C, a linear model fitted
-    by SGD, cosine kNN on the unit embeddings and a one-hidden-layer MLP. Trees (random forest,
+    Cosine kNN on the unit embeddings, softmax regression fitted by SGD, logistic regression on
+    standardised embeddings over a small grid of C, a one-hidden-layer MLP, and the average of
+    the SGD, logistic and MLP probabilities (free to build; averaging models that err on
+    different inputs makes the acceptor's confidence features sharper). Trees (random forest,
     extra trees) are opt-in: on dense 384-d embeddings they are slower and rarely better.
     """
     specs = [
+        CandidateSpec("knn_10", KNN, {"k": 10}),
+        CandidateSpec("sgd_softmax", SGD, {"alpha": 1e-4, "epochs": 6}),
         CandidateSpec("logistic_C0.5", LOGISTIC, {"C": 0.5}),
         CandidateSpec("logistic_C2", LOGISTIC, {"C": 2.0}),
-        CandidateSpec("sgd_log", SGD, {"alpha": 1e-4}),
-        CandidateSpec("knn_10", KNN, {"k": 10}),
-        CandidateSpec("mlp_512", MLP, {"hidden": 512, "alpha": 1e-3, "max_iter": 60}),
+        CandidateSpec("mlp_256", MLP, {"hidden": 256, "alpha": 1e-4, "epochs": 10}),
+        CandidateSpec("average_sgd_logistic_mlp", AVERAGE,
+                      {"members": ["sgd_softmax", "logistic_C0.5", "mlp_256"]}),
     ]
     if include_trees:
         specs += [
@@ -106,73 +118,58 @@ def _fold_standardisation(
     return folded_weights.astype(np.float32), folded_bias.astype(np.float32)
 
 
-def _binary_as_two_columns(weights: np.ndarray, bias: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """A one-output binary model as two softmax logits [0, z]."""
-    return (
-        np.hstack([np.zeros_like(weights), weights]),
-        np.concatenate([np.zeros_like(bias), bias]),
-    )
+def _fit_linear(spec: CandidateSpec, X: np.ndarray, codes: np.ndarray, n_classes: int,
+                seed: int, warm_start: tuple | None = None) -> tuple:
+    """Softmax regression on standardised embeddings: L-BFGS (`logistic`) or SGD (`sgd`).
 
-
-def _fit_linear(spec: CandidateSpec, X: np.ndarray, codes: np.ndarray, seed: int) -> tuple:
-    from sklearn.linear_model import LogisticRegression, SGDClassifier
-
+    Returns the surrogate kind, its exported arrays and the solution in standardised space (the
+    warm start of the next logistic candidate: neighbouring C values have nearby optima).
+    """
     mean, scale = _standardisation(X)
-    standardised = (X - mean) / scale
+    standardised = ((X - mean) / scale).astype(np.float32)
     if spec.kind == LOGISTIC:
-        model = LogisticRegression(
-            C=float(spec.params.get("C", 1.0)), max_iter=int(spec.params.get("max_iter", 300)),
-            tol=float(spec.params.get("tol", 1e-3)),
+        # A warm-started solve needs fewer iterations; both stop at a loose tolerance, which
+        # costs little accuracy here and is what keeps a refit within seconds.
+        default_iterations = 60 if warm_start is None else 30
+        weights, bias = training.fit_softmax_lbfgs(
+            standardised, codes, n_classes, C=float(spec.params.get("C", 1.0)),
+            max_iter=int(spec.params.get("max_iter", default_iterations)), start=warm_start,
         )
     else:
-        model = SGDClassifier(
-            loss="log_loss", alpha=float(spec.params.get("alpha", 1e-4)),
-            max_iter=int(spec.params.get("max_iter", 30)), tol=1e-4, random_state=seed,
+        weights, bias = training.fit_softmax_sgd(
+            standardised, codes, n_classes, l2=float(spec.params.get("alpha", 1e-4)),
+            epochs=int(spec.params.get("epochs", 6)), seed=seed,
         )
-    with warnings.catch_warnings():
-        # Not reaching the tolerance within max_iter is a speed trade-off we accept.
-        warnings.simplefilter("ignore", category=UserWarning)
-        warnings.filterwarnings("ignore", message=".*converge.*")
-        model.fit(standardised, codes)
-    weights = model.coef_.T.astype(np.float64)
-    bias = np.atleast_1d(model.intercept_).astype(np.float64)
-    kind = surrogate_arrays.LINEAR_SOFTMAX if spec.kind == LOGISTIC else surrogate_arrays.LINEAR_OVR
-    if weights.shape[1] == 1:
-        weights, bias = _binary_as_two_columns(weights, bias)
-        kind = surrogate_arrays.LINEAR_SOFTMAX
-    weights, bias = _fold_standardisation(weights, bias, mean, scale)
-    return kind, {"weights": weights, "bias": bias, "columns": model.classes_.astype(np.int64)}
+    solution = (np.asarray(weights, dtype=np.float64), np.asarray(bias, dtype=np.float64))
+    folded_weights, folded_bias = _fold_standardisation(*solution, mean, scale)
+    exported = {"weights": folded_weights, "bias": folded_bias,
+                "columns": np.arange(n_classes, dtype=np.int64)}
+    return surrogate_arrays.LINEAR_SOFTMAX, exported, solution
 
 
-def _fit_mlp(spec: CandidateSpec, X: np.ndarray, codes: np.ndarray, seed: int) -> tuple:
-    from sklearn.neural_network import MLPClassifier
-
+def _fit_mlp(spec: CandidateSpec, X: np.ndarray, codes: np.ndarray, n_classes: int,
+             seed: int) -> tuple:
+    """One-hidden-layer ReLU network on standardised embeddings, trained by Adam."""
     mean, scale = _standardisation(X)
-    model = MLPClassifier(
-        hidden_layer_sizes=(int(spec.params.get("hidden", 512)),),
-        alpha=float(spec.params.get("alpha", 1e-3)),
-        max_iter=int(spec.params.get("max_iter", 60)),
-        batch_size=int(spec.params.get("batch_size", 128)),
-        learning_rate_init=float(spec.params.get("learning_rate", 1e-3)),
-        early_stopping=False,
-        random_state=seed,
+    layers = training.fit_mlp_adam(
+        ((X - mean) / scale).astype(np.float32), codes, n_classes,
+        hidden=int(spec.params.get("hidden", 256)), l2=float(spec.params.get("alpha", 1e-4)),
+        epochs=int(spec.params.get("epochs", 10)),
+        learning_rate=float(spec.params.get("learning_rate", 1e-3)),
+        batch_size=int(spec.params.get("batch_size", 128)), seed=seed,
     )
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*converge.*")
-        warnings.simplefilter("ignore", category=UserWarning)
-        model.fit((X - mean) / scale, codes)
-    layers = [(w.astype(np.float64), b.astype(np.float64)) for w, b in
-              zip(model.coefs_, model.intercepts_)]
-    if layers[-1][0].shape[1] == 1:
-        layers[-1] = _binary_as_two_columns(*layers[-1])
-    exported: dict[str, np.ndarray] = {"n_layers": np.array(len(layers))}
-    first_weights, first_bias = _fold_standardisation(layers[0][0], layers[0][1], mean, scale)
-    exported["weights_0"], exported["bias_0"] = first_weights, first_bias
-    for index, (weights, bias) in enumerate(layers[1:], start=1):
-        exported[f"weights_{index}"] = weights.astype(np.float32)
-        exported[f"bias_{index}"] = bias.astype(np.float32)
-    exported["columns"] = model.classes_.astype(np.int64)
-    return surrogate_arrays.MLP_RELU, exported
+    (first_weights, first_bias), (second_weights, second_bias) = layers
+    folded_weights, folded_bias = _fold_standardisation(
+        first_weights.astype(np.float64), first_bias.astype(np.float64), mean, scale
+    )
+    return surrogate_arrays.MLP_RELU, {
+        "n_layers": np.array(2),
+        "weights_0": folded_weights,
+        "bias_0": folded_bias,
+        "weights_1": second_weights.astype(np.float32),
+        "bias_1": second_bias.astype(np.float32),
+        "columns": np.arange(n_classes, dtype=np.int64),
+    }
 
 
 def _fit_knn(spec: CandidateSpec, X: np.ndarray, codes: np.ndarray) -> tuple:
@@ -270,6 +267,7 @@ def fit_candidates(
 
     started = time.perf_counter()
     fitted: list[FittedCandidate] = []
+    logistic_solution = None
     for position, spec in enumerate(specs):
         elapsed = time.perf_counter() - started
         if time_budget_s is not None and elapsed > time_budget_s:
@@ -280,13 +278,27 @@ def fit_candidates(
             break
         fit_started = time.perf_counter()
         if spec.kind in (LOGISTIC, SGD):
-            kind, exported = _fit_linear(spec, X, codes, random_state)
+            warm_start = logistic_solution if spec.kind == LOGISTIC else None
+            kind, exported, solution = _fit_linear(spec, X, codes, labels.size, random_state,
+                                                   warm_start)
+            if spec.kind == LOGISTIC:
+                logistic_solution = solution
         elif spec.kind == MLP:
-            kind, exported = _fit_mlp(spec, X, codes, random_state)
+            kind, exported = _fit_mlp(spec, X, codes, labels.size, random_state)
         elif spec.kind == KNN:
             kind, exported = _fit_knn(spec, X, codes)
         elif spec.kind in (RANDOM_FOREST, EXTRA_TREES):
             kind, exported = _fit_trees(spec, X, codes, random_state)
+        elif spec.kind == AVERAGE:
+            by_name = {candidate.spec.name: candidate for candidate in fitted}
+            members = [by_name[name] for name in spec.params["members"] if name in by_name]
+            if not members:
+                LOGGER.warning("no member of %s was fitted: skipped", spec.name)
+                continue
+            kind = surrogate_arrays.AVERAGE
+            exported = surrogate_arrays.average_arrays(
+                [(member.kind, member.arrays) for member in members], labels.size
+            )
         else:
             raise ValueError(f"unknown candidate kind {spec.kind!r}; known: {CANDIDATE_KINDS}")
         seconds = time.perf_counter() - fit_started

@@ -21,12 +21,13 @@ def _one_hot(codes: np.ndarray, n_classes: int) -> np.ndarray:
 
 def fit_softmax_lbfgs(
     X: np.ndarray, codes: np.ndarray, n_classes: int, C: float = 1.0, max_iter: int = 200,
-    tolerance: float = 1e-5,
+    tolerance: float = 1e-5, start: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Multinomial logistic regression by L-BFGS.
 
     Minimises C * sum(cross-entropy) + 0.5 * ||W||^2 (scikit-learn's convention), scaled by
-    1 / (C n) for numerical comfort. The bias is not penalised.
+    1 / (C n) for numerical comfort. The bias is not penalised. `start` (weights, bias) warm-starts
+    the solver, e.g. from the solution at a neighbouring C.
 
     Returns:
         weights (dimension, n_classes) and bias (n_classes,), float64.
@@ -50,9 +51,12 @@ def fit_softmax_lbfgs(
         gradient = np.concatenate([weight_gradient.ravel(), residual.sum(axis=0)])
         return loss, gradient
 
-    start = np.zeros(dimension * n_classes + n_classes)
+    if start is None:
+        initial = np.zeros(dimension * n_classes + n_classes)
+    else:
+        initial = np.concatenate([np.ravel(start[0]), np.ravel(start[1])]).astype(np.float64)
     result = optimize.minimize(
-        objective, start, jac=True, method="L-BFGS-B",
+        objective, initial, jac=True, method="L-BFGS-B",
         options={"maxiter": max_iter, "gtol": tolerance, "ftol": 1e-10},
     )
     weights = result.x[: dimension * n_classes].reshape(dimension, n_classes)
