@@ -15,7 +15,8 @@ and routing microseconds per row (numpy policy on precomputed embeddings, one ba
 With `--reference`, tracer-llm 0.3.3 is fitted on the same training split and embeddings in
 the same run, in a virtual environment of its own (`benchmarks/.cache/tracer-llm-venv`, created
 on first use; `TRACER_REFERENCE_PYTHON` points to another interpreter), and the ratios are
-printed. Its fit seconds are per alpha (tracer fits one target per call).
+printed. Its fit seconds are those of one `tracer.fit` per alpha with its default frontier
+targets (see `benchmarks/tracer_reference.py`); ours are those of one refit for all alphas.
 
 Usage:
     python benchmarks/gate.py [--reference] [--json] [--dataset banking77] [--alpha 0.95]

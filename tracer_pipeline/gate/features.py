@@ -159,7 +159,8 @@ def atypicality_reference(features: dict[str, np.ndarray]) -> np.ndarray:
 
 
 def atypicality(features: dict[str, np.ndarray], reference_quantiles: np.ndarray) -> np.ndarray:
-    """How unlike the reference traffic an input is, in [0, 1]: the mean of its ranks.
+    """How unlike the reference traffic an input is: the mean of its ranks, in [0, 1], or
+    above 1 for an input farther from training than the reference's largest distance quantile.
 
     The rank of a feature is the share of reference traffic with a smaller value (distance to
     the nearest training prototype; entropy of the surrogate's probabilities). Far-from-training
@@ -172,7 +173,15 @@ def atypicality(features: dict[str, np.ndarray], reference_quantiles: np.ndarray
         np.searchsorted(quantiles, features[name], side="right") / quantiles.size
         for name, quantiles in zip(ATYPICALITY_FEATURES, reference_quantiles)
     ]
-    return np.mean(ranks, axis=0)
+    score = np.mean(ranks, axis=0)
+    # Farther from training than (nearly) all reference traffic: atypical whatever the
+    # surrogate's confidence (linear models extrapolate confidently). Above 1, so above any
+    # threshold the gate sets; larger the farther out.
+    distances, largest = features["knn_distance"], reference_quantiles[0][-1]
+    spread = max(float(largest - reference_quantiles[0][reference_quantiles.shape[1] // 2]), 1e-6)
+    beyond = distances > largest
+    score[beyond] = 1.0 + (distances[beyond] - largest) / spread
+    return score
 
 
 def feature_matrix(features: dict[str, np.ndarray]) -> np.ndarray:

@@ -127,6 +127,9 @@ def _fit_linear(spec: CandidateSpec, X: np.ndarray, codes: np.ndarray, n_classes
     """
     mean, scale = _standardisation(X)
     standardised = ((X - mean) / scale).astype(np.float32)
+    # Outputs only for labels seen in training, so that unseen labels get probability 0.
+    present = np.unique(codes)
+    codes, n_classes = np.searchsorted(present, codes), present.size
     if spec.kind == LOGISTIC:
         # A warm-started solve needs fewer iterations; both stop at a loose tolerance, which
         # costs little accuracy here and is what keeps a refit within seconds.
@@ -143,7 +146,7 @@ def _fit_linear(spec: CandidateSpec, X: np.ndarray, codes: np.ndarray, n_classes
     solution = (np.asarray(weights, dtype=np.float64), np.asarray(bias, dtype=np.float64))
     folded_weights, folded_bias = _fold_standardisation(*solution, mean, scale)
     exported = {"weights": folded_weights, "bias": folded_bias,
-                "columns": np.arange(n_classes, dtype=np.int64)}
+                "columns": present.astype(np.int64)}
     return surrogate_arrays.LINEAR_SOFTMAX, exported, solution
 
 
@@ -151,6 +154,8 @@ def _fit_mlp(spec: CandidateSpec, X: np.ndarray, codes: np.ndarray, n_classes: i
              seed: int) -> tuple:
     """One-hidden-layer ReLU network on standardised embeddings, trained by Adam."""
     mean, scale = _standardisation(X)
+    present = np.unique(codes)
+    codes, n_classes = np.searchsorted(present, codes), present.size
     layers = training.fit_mlp_adam(
         ((X - mean) / scale).astype(np.float32), codes, n_classes,
         hidden=int(spec.params.get("hidden", 256)), l2=float(spec.params.get("alpha", 1e-4)),
@@ -168,7 +173,7 @@ def _fit_mlp(spec: CandidateSpec, X: np.ndarray, codes: np.ndarray, n_classes: i
         "bias_0": folded_bias,
         "weights_1": second_weights.astype(np.float32),
         "bias_1": second_bias.astype(np.float32),
-        "columns": np.arange(n_classes, dtype=np.int64),
+        "columns": present.astype(np.int64),
     }
 
 
@@ -246,7 +251,8 @@ def fit_candidates(
         y: teacher labels (str), shape (n,).
         specs: candidates to fit, in order.
         time_budget_s: once this many seconds have passed, no new candidate is started (the
-            running one finishes); the skipped ones are logged. None means no budget.
+            running one finishes; the first is always fitted); the skipped ones are logged.
+            None means no budget.
         random_state: seed for the stochastic fitters.
         label_space: labels the probabilities should cover (sorted); default the labels of y.
             Labels in y must be part of it.
@@ -270,7 +276,7 @@ def fit_candidates(
     logistic_solution = None
     for position, spec in enumerate(specs):
         elapsed = time.perf_counter() - started
-        if time_budget_s is not None and elapsed > time_budget_s:
+        if time_budget_s is not None and fitted and elapsed > time_budget_s:
             LOGGER.warning(
                 "time budget of %.1f s exceeded after %.1f s: not fitting %s",
                 time_budget_s, elapsed, [skipped.name for skipped in specs[position:]],
