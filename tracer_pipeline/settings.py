@@ -16,6 +16,8 @@ deployment overrides them through the environment (or through Dagster resource c
 | TRACER_EMBEDDER | onnx-int8 | `onnx-int8` (int8, ONNX Runtime) or `minilm` (fp32 fallback) |
 | TRACER_EMBEDDER_THREADS | 1 | threads of the embedder (one: the other core is often busy) |
 | TRACER_EMBEDDER_CACHE | ~/.cache/tracer-pipeline/embedders | ONNX model, built once per machine |
+| TRACER_PRICE_PER_CALL | 0.002 | price of one teacher LLM call, in US dollars (report's cost saved) |
+| TRACER_DAILY_TRAFFIC | 100000 | classification requests per day (report's cost saved) |
 """
 
 from __future__ import annotations
@@ -93,3 +95,19 @@ def embedder_cache_dir() -> Path:
         return Path(configured).resolve()
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base) / "tracer-pipeline" / "embedders"
+
+
+def price_per_llm_call() -> float:
+    """Price of one call to the teacher LLM in US dollars, for the report's cost saved per day."""
+    price = float(os.environ.get("TRACER_PRICE_PER_CALL", "0.002"))
+    if not price >= 0:
+        raise ValueError(f"TRACER_PRICE_PER_CALL must be a price of 0 or more, got {price}")
+    return price
+
+
+def daily_traffic() -> int:
+    """Classification requests per day, for the report's cost saved per day."""
+    requests = int(os.environ.get("TRACER_DAILY_TRAFFIC", "100000"))
+    if requests < 0:
+        raise ValueError(f"TRACER_DAILY_TRAFFIC must be 0 or more requests, got {requests}")
+    return requests
