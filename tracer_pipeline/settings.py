@@ -16,8 +16,8 @@ deployment overrides them through the environment (or through Dagster resource c
 | TRACER_EMBEDDER | onnx-int8 | `onnx-int8` (int8, ONNX Runtime) or `minilm` (fp32 fallback) |
 | TRACER_EMBEDDER_THREADS | 1 | threads of the embedder (one: the other core is often busy) |
 | TRACER_EMBEDDER_CACHE | ~/.cache/tracer-pipeline/embedders | ONNX model, built once per machine |
-| TRACER_PRICE_PER_CALL | 0.002 | price of one teacher LLM call, in US dollars (report's cost saved) |
-| TRACER_DAILY_TRAFFIC | 100000 | classification requests per day (report's cost saved) |
+| TRACER_PRICE_PER_CALL | 0.002 | US dollars per teacher LLM call (the report's cost saved) |
+| TRACER_DAILY_TRAFFIC | 100000 | requests per day (the report's cost saved) |
 """
 
 from __future__ import annotations
