@@ -7,12 +7,16 @@ half of one.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import shutil
+import socket
 import tempfile
+import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +68,9 @@ class WarehouseLayout:
 
     def report_dir(self, day: str) -> Path:
         return self.refit(day) / "report"
+
+    def partition_lock_file(self, day: str) -> Path:
+        return self.root / "locks" / f"{day}.lock"
 
 
 def _temporary_sibling(path: Path) -> Path:
@@ -144,3 +151,57 @@ def folder_sha256(folder: Path) -> str:
         digest.update(path.read_bytes())
         digest.update(b"\0")
     return digest.hexdigest()
+
+
+# How often a waiting `partition_lock` tries again.
+LOCK_POLL_SECONDS = 0.1
+
+
+class PartitionLockedError(RuntimeError):
+    """Another process holds the day's partition lock and did not let go in time."""
+
+
+@contextlib.contextmanager
+def partition_lock(
+    layout: WarehouseLayout, day: str, timeout_s: float = 600.0, holder: str = ""
+) -> Iterator[Path]:
+    """Hold the exclusive lock of one day's outputs while writing them.
+
+    Two runs of the same day (two in-process materializations, or runs launched outside the
+    Dagster queue, whose tag limit otherwise keeps them apart) take turns: the second waits up
+    to `timeout_s` seconds, then raises `PartitionLockedError` naming the holder. The lock is an
+    `fcntl.flock` on `warehouse/locks/<day>.lock`; the kernel releases it when the holding
+    process exits, even when it is killed, so a crashed run never leaves a day locked. Locks are
+    per open file: a second `partition_lock` on the same day inside one process also waits, so
+    do not nest them. The lock file's text (who holds it) is informative only; it is rewritten
+    in place by each holder and is not an output.
+    """
+    path = layout.partition_lock_file(day)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    deadline = time.monotonic() + timeout_s
+    with open(path, "a+", encoding="utf-8") as handle:
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    handle.seek(0)
+                    current = handle.read().strip() or "an unknown process"
+                    raise PartitionLockedError(
+                        f"the outputs of {day} are being written by {current} "
+                        f"(lock {path}); waited {timeout_s:g} s. Run this day again once "
+                        "that run has finished."
+                    ) from None
+                time.sleep(LOCK_POLL_SECONDS)
+        try:
+            handle.seek(0)
+            handle.truncate()
+            handle.write(
+                f"pid {os.getpid()} on {socket.gethostname()}"
+                f"{f' ({holder})' if holder else ''} since {time.strftime('%Y-%m-%dT%H:%M:%S%z')}"
+            )
+            handle.flush()
+            yield path
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
