@@ -2,15 +2,20 @@
 
 This is what the `raw_traces` asset and `tracer-pipeline check-traces` both run, so the command
 line shows exactly what the pipeline would keep.
+
+A day reads a snapshot of its landing folder: the list of trace files (with sizes and
+modification times) taken when the read starts. A file that appears, or changes, after the
+snapshot is not part of this read; `LandingSnapshot.changes_since` names it, and the landing
+sensor, whose fingerprint is the same listing, requests a new run of the day for it.
 """
 
 from __future__ import annotations
 
 import json
-
+import re
 from collections import Counter
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
@@ -20,6 +25,7 @@ from tracer_pipeline.traces.reader import (
     QUARANTINE_COLUMNS,
     RAW_EXCERPT_CHARS,
     ReadResult,
+    list_trace_files,
     read_trace_files,
     text_key,
 )
@@ -108,4 +114,103 @@ def ingest_files(paths: Iterable[Path]) -> TraceIntake:
         files=read.files,
         rows_read=read.lines_read,
         blank_lines=read.blank_lines,
+    )
+
+
+@dataclass(frozen=True)
+class TraceFileState:
+    """One landing file as the snapshot saw it."""
+
+    path: Path
+    size: int
+    mtime_ns: int
+
+
+@dataclass
+class LandingSnapshot:
+    """The trace files of a landing folder at one moment: what one read of the day covers."""
+
+    folder: Path
+    files: list[TraceFileState] = field(default_factory=list)
+
+    @classmethod
+    def take(cls, folder: Path) -> LandingSnapshot:
+        """List the folder's trace files now; a file that vanishes meanwhile is left out."""
+        states = []
+        for path in list_trace_files(Path(folder)):
+            try:
+                stat = path.stat()
+            except FileNotFoundError:
+                continue
+            states.append(TraceFileState(path, stat.st_size, stat.st_mtime_ns))
+        return cls(folder=Path(folder), files=states)
+
+    @property
+    def paths(self) -> list[Path]:
+        return [state.path for state in self.files]
+
+    def fingerprint(self) -> str:
+        """Names, sizes and modification times, in the landing sensor's fingerprint format."""
+        return json.dumps([[s.path.name, s.size, s.mtime_ns] for s in self.files])
+
+    def changes_since(self) -> list[str]:
+        """Files that appeared, changed or vanished in the folder since this snapshot."""
+        now = {state.path.name: state for state in LandingSnapshot.take(self.folder).files}
+        then = {state.path.name: state for state in self.files}
+        changed = [
+            name
+            for name in sorted(set(now) | set(then))
+            if name not in now
+            or name not in then
+            or (now[name].size, now[name].mtime_ns) != (then[name].size, then[name].mtime_ns)
+        ]
+        return changed
+
+
+DAY_FILE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+@dataclass
+class EarlierDaysComparison:
+    """How one day's traces relate to the traces of the days before it."""
+
+    days_compared: list[str]
+    new_teacher_labels: list[str]
+    duplicates_of_earlier_days: int
+
+
+def compare_with_earlier_days(
+    traces: pd.DataFrame, earlier_files: Sequence[Path]
+) -> EarlierDaysComparison:
+    """Teacher labels never seen before, and traces that repeat an earlier day's trace.
+
+    `earlier_files` are `raw_traces` parquet files of days before this one. A duplicate is a row
+    whose (text, teacher label) pair appears on an earlier day; such rows are kept here and
+    trained on once (`load_trace_set` keeps the earliest occurrence).
+    """
+    seen_labels: set[str] = set()
+    seen_pairs: set[tuple[str, str]] = set()
+    days = []
+    for path in earlier_files:
+        earlier = pd.read_parquet(path, columns=["text_key", "teacher"])
+        seen_labels.update(earlier["teacher"].tolist())
+        seen_pairs.update(zip(earlier["text_key"], earlier["teacher"], strict=True))
+        days.append(Path(path).stem)
+    labels = set(traces["teacher"].tolist())
+    pairs = zip(traces["text_key"], traces["teacher"], strict=True)
+    return EarlierDaysComparison(
+        days_compared=days,
+        new_teacher_labels=sorted(labels - seen_labels),
+        duplicates_of_earlier_days=sum(pair in seen_pairs for pair in pairs),
+    )
+
+
+def earlier_day_files(folder: Path, day: str) -> list[Path]:
+    """The `<day>.parquet` files in `folder` for days strictly before `day`, oldest first."""
+    if not folder.is_dir():
+        return []
+    return sorted(
+        path
+        for path in folder.glob("*.parquet")
+        if DAY_FILE.match(path.stem) and path.stem < day
     )
