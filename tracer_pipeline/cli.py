@@ -127,17 +127,27 @@ def command_materialize(args: argparse.Namespace) -> int:
 
 
 def command_check_traces(args: argparse.Namespace) -> int:
-    from tracer_pipeline.traces.intake import ingest_files
+    """Read trace files (or a landing folder's files) as `raw_traces` does and print the counts.
 
-    paths = [Path(p) for p in args.files]
-    missing = [str(p) for p in paths if not p.is_file()]
+    Exit code 0 when the files could be read (quarantined rows included), 2 when a path does
+    not exist.
+    """
+    from tracer_pipeline.traces.intake import ingest_files
+    from tracer_pipeline.traces.reader import list_trace_files
+
+    missing = [name for name in args.files if not Path(name).exists()]
     if missing:
-        print(f"not a file: {', '.join(missing)}", file=sys.stderr)
+        print(f"no such file or folder: {', '.join(missing)}", file=sys.stderr)
         return 2
+    paths = []
+    for name in args.files:
+        path = Path(name)
+        paths.extend(list_trace_files(path) if path.is_dir() else [path])
     summary = ingest_files(paths).summary()
     if args.json:
         print(json.dumps(summary))
     else:
+        print(f"files read:       {len(paths)}")
         print(f"rows read:        {summary['rows_read']}")
         print(f"rows used:        {summary['rows_used']}")
         print(f"rows quarantined: {summary['rows_quarantined']}")
@@ -237,7 +247,8 @@ def build_parser() -> argparse.ArgumentParser:
     materialize.set_defaults(handler=command_materialize)
 
     check = commands.add_parser("check-traces", help="read trace files exactly as raw_traces does")
-    check.add_argument("files", nargs="+")
+    check.add_argument("files", nargs="+", metavar="FILE",
+                       help="trace files (JSONL, CSV, Parquet) or a landing folder of a day")
     check.add_argument("--json", action="store_true", help="one JSON object instead of text")
     check.set_defaults(handler=command_check_traces)
 
