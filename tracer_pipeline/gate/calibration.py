@@ -57,7 +57,6 @@ from tracer_pipeline.gate.features import (
 from tracer_pipeline.gate.policy import RoutingPolicy
 from tracer_pipeline.gate.statistics import (
     clopper_pearson_lower,
-    clopper_pearson_lower_many,
     expected_p_value,
     fixed_sequence_from,
     minimum_trials_to_certify,

@@ -26,6 +26,7 @@ import pytest
 from tracer_pipeline import settings
 from tracer_pipeline.gate import calibration
 from tracer_pipeline.gate.calibration import GateConfig, certify_alpha, prepare_gate
+from tracer_pipeline.gate.features import acceptor_features, atypicality
 from tracer_pipeline.surrogates.candidates import CandidateSpec, fit_candidates
 from tracer_pipeline.surrogates.splits import assign_splits
 
@@ -61,8 +62,6 @@ def _naive_rule_agreement(evidence, alpha: float, X_unseen, y_unseen) -> float |
         return None
     threshold = rules.score_thresholds[reaching.max()]
     probabilities = item.candidate.predict_proba(X_unseen)
-    from tracer_pipeline.gate.features import acceptor_features, atypicality
-
     features = acceptor_features(probabilities, X_unseen, evidence.reference)
     handled = ((item.acceptor.score(features) >= threshold)
                & (atypicality(features, item.atypicality_quantiles)
