@@ -79,7 +79,9 @@ def list_trace_files(folder: Path) -> list[Path]:
     return sorted(
         path
         for path in folder.iterdir()
-        if path.is_file() and not path.name.startswith((".", "_")) and not path.name.endswith(".tmp")
+        if path.is_file()
+        and not path.name.startswith((".", "_"))
+        and not path.name.endswith(".tmp")
     )
 
 
@@ -219,7 +221,8 @@ def _read_bytes(path: Path, collector: _Collector) -> bytes | None:
         return path.read_bytes()
     except OSError as error:
         collector.lines_read += 1
-        collector.reject(source_name(path), 0, "unreadable_file", f"{type(error).__name__}: {error}")
+        reason = f"{type(error).__name__}: {error}"
+        collector.reject(source_name(path), 0, "unreadable_file", reason)
         return None
 
 
