@@ -1,13 +1,26 @@
 """`interpretability_report`: what the surrogate handles and why it defers, on held-out traces."""
 
 import dagster as dg
+import numpy as np
 import pandas as pd
 
+from tracer_pipeline import settings
 from tracer_pipeline.partitions import daily_partitions, days_up_to
-from tracer_pipeline.report.build import build_report, worst_labels_markdown
+from tracer_pipeline.report.build import (
+    HOLDOUT_COLUMNS,
+    build_report,
+    format_percent,
+    worst_labels_markdown,
+)
 from tracer_pipeline.report.render import render_report_html
 from tracer_pipeline.resources import MlflowTracking, TraceStorage
-from tracer_pipeline.storage import read_json, write_json_atomic, write_text_atomic
+from tracer_pipeline.storage import (
+    WarehouseLayout,
+    read_json,
+    write_json_atomic,
+    write_text_atomic,
+)
+from tracer_pipeline.surrogates.trace_set import read_refit_snapshot
 
 REPORT_JSON = "report.json"
 REPORT_HTML = "report.html"
@@ -25,12 +38,72 @@ def _history(layout, day: str) -> list[dict]:
             history.append(
                 {
                     "partition": earlier,
+                    "n_traces": earlier_report["headline"].get("n_traces"),
                     "per_label": {
                         row["label"]: row["coverage"] for row in earlier_report["per_label"]
                     },
                 }
             )
     return history
+
+
+def holdout_embeddings(layout: WarehouseLayout, day: str, holdout: pd.DataFrame) -> np.ndarray:
+    """The embeddings of the held-out traces, row for row, from the refit's snapshot.
+
+    The gate writes its held-out decisions in the snapshot's order of held-out traces; trace ids
+    need not be unique across days, so rows are matched by position and checked by id and text.
+
+    Raises:
+        ValueError: if the decisions are not the snapshot's held-out traces in its order.
+    """
+    frame, embeddings = read_refit_snapshot(layout, day)
+    is_holdout = (frame["split"] == "holdout").to_numpy()
+    snapshot = frame.loc[is_holdout, ["trace_id", "input"]].astype(str).reset_index(drop=True)
+    decisions = holdout[["trace_id", "input"]].astype(str).reset_index(drop=True)
+    if not snapshot.equals(decisions):
+        raise ValueError(
+            f"the held-out decisions of {day} ({len(decisions)} rows) are not the refit's "
+            f"held-out traces ({len(snapshot)} rows): re-materialize parity_gate for this day"
+        )
+    return embeddings[is_holdout]
+
+
+def previous_champion_report(layout: WarehouseLayout, day: str, deployment: dict) -> dict | None:
+    """The report of the earlier day whose challenger was the champion before `day`'s deployment."""
+    champion_before = deployment.get("champion_before")
+    if champion_before is None:
+        return None
+    for earlier in reversed(days_up_to(day)[:-1]):
+        record_path = layout.deployment(earlier)
+        report_path = layout.report_dir(earlier) / REPORT_JSON
+        if not record_path.exists():
+            continue
+        if str(read_json(record_path).get("challenger_version")) == str(champion_before):
+            return read_json(report_path) if report_path.exists() else None
+    return None
+
+
+def headline_markdown(report: dict) -> str:
+    """The headline as a short markdown list, for the materialization's metadata."""
+    head = report["headline"]
+    decision = head["decision"] + (f" ({head['reason']})" if head.get("reason") else "")
+    return "\n".join(
+        [
+            f"- gate: **{decision}** at α = {format_percent(head['alpha'], trim=True)}, "
+            f"δ = {format_percent(head['delta'], trim=True)}",
+            f"- certified agreement lower bound (calibration traces): "
+            f"{format_percent(head['agreement_lower_bound'])}",
+            f"- coverage on held-out traces: {format_percent(head['coverage_holdout'])}; "
+            f"agreement on handled held-out traces: {format_percent(head['agreement_holdout'])} "
+            f"({head['n_handled_holdout']} of {head['n_holdout']} handled)",
+            f"- deployment: {head['deployment_decision']}; champion version "
+            f"{head['champion_version'] or 'none'}",
+            f"- traces used: {head['n_traces']}",
+            f"- cost saved per day: ${head['cost_saved_per_day']:,.2f} "
+            f"({head['llm_calls_avoided_per_day']:,} of {head['daily_traffic']:,} LLM calls at "
+            f"${head['price_per_llm_call']:g} each, at held-out coverage)",
+        ]
+    )
 
 
 @dg.asset(
@@ -54,10 +127,13 @@ def interpretability_report(
     gate = read_json(layout.gate_outcome(day))
     deployment = read_json(layout.deployment(day))
     holdout_path = layout.holdout_decisions(day)
-    holdout = pd.read_parquet(holdout_path) if holdout_path.exists() else pd.DataFrame(
-        columns=["trace_id", "input", "teacher", "surrogate_label", "handled", "score",
-                 "defer_reason"]
-    )
+    if holdout_path.exists():
+        holdout = pd.read_parquet(holdout_path)
+        embeddings = holdout_embeddings(layout, day, holdout)
+    else:
+        # The gate skipped the day (no refit): there are no held-out traces to report on.
+        holdout = pd.DataFrame(columns=list(HOLDOUT_COLUMNS))
+        embeddings = None
     report = build_report(
         partition=day,
         holdout=holdout,
@@ -65,7 +141,11 @@ def interpretability_report(
         deployment=deployment,
         n_traces=int(gate.get("n_traces", 0)),
         embedding_model=str(gate.get("details", {}).get("embedding_model", "")),
+        price_per_llm_call=settings.price_per_llm_call(),
+        daily_traffic=settings.daily_traffic(),
+        holdout_embeddings=embeddings,
         history=_history(layout, day),
+        previous_champion=previous_champion_report(layout, day, deployment),
     )
     folder = layout.report_dir(day)
     write_json_atomic(report, folder / REPORT_JSON)
@@ -79,18 +159,28 @@ def interpretability_report(
 
     headline = report["headline"]
     context.log.info(
-        f"{day}: report written to {folder / REPORT_HTML} "
-        f"(held-out coverage {headline['coverage_holdout']})"
+        f"{day}: report written to {folder / REPORT_HTML} (held-out coverage "
+        f"{format_percent(headline['coverage_holdout'])} of {headline['n_holdout']} traces, "
+        f"{len(report['boundary_pairs'])} boundary pairs)"
     )
     return dg.MaterializeResult(
         metadata={
-            "decision": str(headline.get("decision")),
+            "headline": dg.MetadataValue.md(headline_markdown(report)),
+            "decision": str(headline["decision"]),
+            "deployment_decision": str(headline["deployment_decision"]),
+            "champion_version": str(headline["champion_version"] or "none"),
             "coverage_holdout": dg.MetadataValue.float(float(headline["coverage_holdout"] or 0)),
             "agreement_holdout": dg.MetadataValue.float(
-                float("nan") if headline.get("agreement_holdout") is None
+                float("nan") if headline["agreement_holdout"] is None
                 else float(headline["agreement_holdout"])
             ),
-            "n_holdout": int(headline.get("n_holdout") or 0),
+            "agreement_lower_bound": dg.MetadataValue.float(
+                float("nan") if headline["agreement_lower_bound"] is None
+                else float(headline["agreement_lower_bound"])
+            ),
+            "n_holdout": int(headline["n_holdout"]),
+            "n_traces": int(headline["n_traces"]),
+            "cost_saved_per_day_usd": dg.MetadataValue.float(headline["cost_saved_per_day"]),
             "worst_labels": dg.MetadataValue.md(worst_labels_markdown(report)),
             "html": dg.MetadataValue.path(str(folder / REPORT_HTML)),
             "json": dg.MetadataValue.path(str(folder / REPORT_JSON)),

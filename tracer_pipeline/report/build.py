@@ -7,6 +7,12 @@ why the rest was deferred, and which labels the surrogate confuses. The gate's n
 agreement lower bound, frontier, coverage on calibration) are copied as they are, labelled as
 measured on calibration traces.
 
+Boundary pairs put a handled held-out input beside the nearest deferred held-out input of the
+same teacher label (exact cosine nearest neighbours in embedding space), to show where the
+routing boundary runs. Over time, a label's coverage has plateaued when the last days brought
+more traces but no gain in its coverage. The cost saved per day is what the LLM calls avoided
+would have cost: daily traffic × held-out coverage × price per call.
+
 The report is a plain dict of JSON values (str, int, float, bool, None, lists and dicts), with
 fractions rounded to 4 decimals and None wherever a number is undefined (for example the agreement
 of a label the surrogate never handled).
@@ -18,6 +24,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 HOLDOUT_COLUMNS = (
@@ -33,6 +40,44 @@ HOLDOUT_COLUMNS = (
 UNSPECIFIED_DEFER_REASON = "unspecified"
 MAX_CONFUSIONS = 10
 MAX_EXAMPLES = 10
+MAX_BOUNDARY_PAIRS = 10
+# A label has plateaued when its held-out coverage today is less than PLATEAU_MIN_GAIN above its
+# best over the previous PLATEAU_DAYS - 1 days, although the refit drew on more traces.
+PLATEAU_DAYS = 3
+PLATEAU_MIN_GAIN = 0.01
+MONEY_DIGITS = 2
+
+# The reasons the router records for a deferral: (code in the JSON, name, what it means).
+DEFER_REASONS = (
+    ("low_confidence", "low confidence", "the acceptor's score was below the threshold"),
+    (
+        "far_from_training",
+        "far from every training trace",
+        "the input lies farther from the training traces in embedding space (or is more "
+        "ambiguous to the surrogate) than the traffic the gate was calibrated on",
+    ),
+    (
+        "neighbours_disagree",
+        "neighbours disagree",
+        "the score was below the threshold and the nearest training traces favour another label",
+    ),
+    (
+        "label_rarely_seen",
+        "label rarely seen",
+        "the predicted label had too few training traces to be handled",
+    ),
+    (
+        "label_not_certified",
+        "label not certified",
+        "the gate could not certify agreement α on the predicted label alone (per-label floor)",
+    ),
+    (
+        "gate_refused",
+        "gate refused",
+        "the gate refused to deploy the refit, so every input goes to the LLM",
+    ),
+    (UNSPECIFIED_DEFER_REASON, "unspecified", "deferred without a recorded reason"),
+)
 # Example and confusion texts longer than this are cut, so that the report stays small.
 EXAMPLE_TEXT_CHARS = 300
 FRACTION_DIGITS = 4
@@ -49,7 +94,11 @@ def build_report(
     deployment: Mapping,
     n_traces: int,
     embedding_model: str,
+    price_per_llm_call: float,
+    daily_traffic: int,
+    holdout_embeddings: np.ndarray | None = None,
     history: Sequence[Mapping] = (),
+    previous_champion: Mapping | None = None,
 ) -> dict:
     """Summarise one daily refit on its held-out traces.
 
@@ -63,22 +112,36 @@ def build_report(
             `alpha`, `delta`, `frontier` (list of {alpha, coverage_certified, threshold,
             agreement_lower_bound, refused}) and `candidates` (list of {name, fit_seconds, ...}).
         deployment: `decision` ("promoted", "kept_champion" or "refused"), `champion_version`
-            and `reason`.
+            and `reason`; optionally `champion_before`, `challenger_version` and `comparison`
+            (challenger and champion on the newest day's held-out traces).
         n_traces: number of traces the refit drew on (training, calibration and held-out).
         embedding_model: name of the sentence embedding model.
+        price_per_llm_call: US dollars per call to the teacher LLM.
+        daily_traffic: classification requests per day.
+        holdout_embeddings: the embeddings of `holdout`, row for row, for the boundary pairs;
+            None leaves the boundary pairs empty.
         history: earlier days' per-label coverage on held-out traces, as
-            [{"partition": ..., "per_label": {label: coverage}}].
+            [{"partition": ..., "n_traces": ..., "per_label": {label: coverage}}].
+        previous_champion: the report of the day whose refit was the champion before this
+            deployment (`champion_before`), to show what changed; None when there was none.
 
     Returns:
         The report: `partition`, `assumption`, `headline`, `frontier`, `candidates`,
         `per_label` (sorted by share, largest first), `defer_reasons`, `defer_reasons_by_label`,
         `confusions` (the 10 most frequent (teacher, surrogate) disagreements), `examples`
-        ({"handled": [...], "deferred": [...]}, up to 10 each) and `history` (the given days
-        plus this one, sorted by partition; an earlier entry for this partition is replaced).
+        ({"handled": [...], "deferred": [...]}, up to 10 each), `boundary_pairs`, `history`
+        (the given days plus this one, sorted by partition; an earlier entry for this partition
+        is replaced), `over_time` (per-label coverage by day with a plateau flag),
+        `champion_change` and `defer_reason_names` (code → name and meaning).
 
     Raises:
-        ValueError: if a non-empty `holdout` lacks one of `HOLDOUT_COLUMNS`.
+        ValueError: if a non-empty `holdout` lacks one of `HOLDOUT_COLUMNS`, or
+            `holdout_embeddings` does not have one row per held-out trace.
     """
+    if holdout_embeddings is not None and len(holdout_embeddings) != len(holdout):
+        raise ValueError(
+            f"{len(holdout_embeddings)} embeddings for {len(holdout)} held-out traces"
+        )
     holdout = _normalised_holdout(holdout)
     per_label = _per_label(holdout)
     alpha = float(gate["alpha"])
@@ -104,7 +167,9 @@ def build_report(
         "deployment_reason": deployment.get("reason"),
         "candidate": gate.get("candidate"),
         "embedding_model": embedding_model,
+        **_cost_saved(_mean(holdout["handled"]), price_per_llm_call, daily_traffic),
     }
+    history_days = _history(history, partition, int(n_traces), per_label)
 
     return {
         "partition": partition,
@@ -120,7 +185,13 @@ def build_report(
             "handled": _handled_examples(holdout),
             "deferred": _deferred_examples(holdout),
         },
-        "history": _history(history, partition, per_label),
+        "boundary_pairs": _boundary_pairs(holdout, holdout_embeddings, per_label),
+        "history": history_days,
+        "over_time": _over_time(history_days, per_label),
+        "champion_change": _champion_change(deployment, headline, per_label, previous_champion),
+        "defer_reason_names": {
+            code: {"name": name, "meaning": meaning} for code, name, meaning in DEFER_REASONS
+        },
     }
 
 
@@ -329,17 +400,199 @@ def _frontier(frontier: Sequence[Mapping]) -> list[dict[str, Any]]:
 
 
 def _history(
-    history: Sequence[Mapping], partition: str, per_label: Sequence[Mapping[str, Any]]
+    history: Sequence[Mapping],
+    partition: str,
+    n_traces: int,
+    per_label: Sequence[Mapping[str, Any]],
 ) -> list[dict[str, Any]]:
     days = [
-        {"partition": str(day["partition"]), "per_label": _jsonable(dict(day["per_label"]))}
+        {
+            "partition": str(day["partition"]),
+            "n_traces": _integer(day.get("n_traces")),
+            "per_label": _jsonable(dict(day["per_label"])),
+        }
         for day in history
         if str(day["partition"]) != partition
     ]
     days.append(
-        {"partition": partition, "per_label": {row["label"]: row["coverage"] for row in per_label}}
+        {
+            "partition": partition,
+            "n_traces": n_traces,
+            "per_label": {row["label"]: row["coverage"] for row in per_label},
+        }
     )
     return sorted(days, key=lambda day: day["partition"])
+
+
+def _over_time(
+    history_days: Sequence[Mapping[str, Any]], per_label: Sequence[Mapping[str, Any]]
+) -> dict[str, Any]:
+    """Per-label held-out coverage by day, and whether each label's coverage has plateaued.
+
+    A label has plateaued (True) when the refit of the last day drew on more traces than the
+    one PLATEAU_DAYS - 1 days of history earlier, and its coverage today is less than
+    PLATEAU_MIN_GAIN above its best over those earlier days. None: fewer than PLATEAU_DAYS days
+    with a coverage for the label, or no trace counts to compare.
+    """
+    days = [day["partition"] for day in history_days]
+    labels = [row["label"] for row in per_label]
+    labels += sorted({label for day in history_days for label in day["per_label"]} - set(labels))
+    rows = []
+    for label in labels:
+        coverage = [day["per_label"].get(label) for day in history_days]
+        rows.append(
+            {
+                "label": label,
+                "coverage": coverage,
+                "plateau": _plateau(coverage, [day.get("n_traces") for day in history_days]),
+            }
+        )
+    return {
+        "days": days,
+        "n_traces": [day.get("n_traces") for day in history_days],
+        "plateau_days": PLATEAU_DAYS,
+        "plateau_min_gain": PLATEAU_MIN_GAIN,
+        "labels": rows,
+    }
+
+
+def _plateau(coverage: Sequence[float | None], n_traces: Sequence[int | None]) -> bool | None:
+    window = [
+        (value, count)
+        for value, count in zip(coverage, n_traces, strict=True)
+        if value is not None
+    ][-PLATEAU_DAYS:]
+    if len(window) < PLATEAU_DAYS or window[0][1] is None or window[-1][1] is None:
+        return None
+    more_traces = window[-1][1] > window[0][1]
+    best_before = max(value for value, _ in window[:-1])
+    return bool(more_traces and window[-1][0] - best_before < PLATEAU_MIN_GAIN)
+
+
+def _cost_saved(
+    coverage: float | None, price_per_llm_call: float, daily_traffic: int
+) -> dict[str, Any]:
+    """LLM calls and dollars the surrogate saves per day at its held-out coverage."""
+    calls_avoided = daily_traffic * (coverage or 0.0)
+    return {
+        "price_per_llm_call": float(price_per_llm_call),
+        "daily_traffic": int(daily_traffic),
+        "llm_calls_avoided_per_day": round(calls_avoided),
+        "cost_saved_per_day": round(calls_avoided * price_per_llm_call, MONEY_DIGITS),
+    }
+
+
+def _boundary_pairs(
+    holdout: pd.DataFrame,
+    embeddings: np.ndarray | None,
+    per_label: Sequence[Mapping[str, Any]],
+) -> list[dict[str, Any]]:
+    """Per teacher label, the closest (handled, deferred) pair of its held-out inputs.
+
+    Exact nearest neighbours by cosine similarity over all handled × deferred inputs of the
+    label; labels whose inputs were all handled or all deferred have no pair. Labels are taken
+    by share of held-out traces, largest first, up to MAX_BOUNDARY_PAIRS.
+    """
+    if embeddings is None or len(holdout) == 0:
+        return []
+    unit = np.asarray(embeddings, dtype=np.float64)
+    norms = np.linalg.norm(unit, axis=1, keepdims=True)
+    unit = unit / np.where(norms == 0, 1.0, norms)
+    handled_mask = holdout["handled"].to_numpy(dtype=bool)
+    teacher = holdout["teacher"].to_numpy(dtype=object)
+
+    pairs = []
+    for row in per_label:
+        same_label = teacher == row["label"]
+        handled_rows = np.flatnonzero(same_label & handled_mask)
+        deferred_rows = np.flatnonzero(same_label & ~handled_mask)
+        if len(handled_rows) == 0 or len(deferred_rows) == 0:
+            continue
+        similarity = unit[handled_rows] @ unit[deferred_rows].T
+        best_handled, best_deferred = np.unravel_index(np.argmax(similarity), similarity.shape)
+        pairs.append(
+            {
+                "label": row["label"],
+                "cosine_similarity": _rounded(
+                    similarity[best_handled, best_deferred], SCORE_DIGITS
+                ),
+                "handled": _example(holdout.iloc[handled_rows[best_handled]]),
+                "deferred": _example(holdout.iloc[deferred_rows[best_deferred]]),
+            }
+        )
+        if len(pairs) == MAX_BOUNDARY_PAIRS:
+            break
+    return pairs
+
+
+# Headline figures compared between the previous champion's report and today's.
+CHAMPION_CHANGE_FIGURES = {
+    "alpha": "fraction",
+    "candidate": "text",
+    "coverage_holdout": "fraction",
+    "agreement_holdout": "fraction",
+    "agreement_lower_bound": "fraction",
+    "coverage_calibration": "fraction",
+    "threshold": "number",
+    "n_traces": "count",
+}
+
+
+def _champion_change(
+    deployment: Mapping,
+    headline: Mapping[str, Any],
+    per_label: Sequence[Mapping[str, Any]],
+    previous_champion: Mapping | None,
+) -> dict[str, Any]:
+    """What the deployment decided against the previous champion, and what differs from it.
+
+    `comparison` is the deployment's own: challenger and champion on the same fresh traces.
+    `figures` and `per_label` set the previous champion's report beside today's, each measured
+    on its own day's held-out traces.
+    """
+    change: dict[str, Any] = {
+        "decision": deployment.get("decision"),
+        "reason": deployment.get("reason"),
+        "champion_before": _text(deployment.get("champion_before")),
+        "champion_after": _text(deployment.get("champion_version")),
+        "challenger_version": _text(deployment.get("challenger_version")),
+        "comparison": _jsonable(deployment.get("comparison")),
+        "previous_champion_partition": None,
+        "figures": [],
+        "per_label": [],
+    }
+    if previous_champion is None:
+        return change
+
+    before_headline = previous_champion.get("headline", {})
+    change["previous_champion_partition"] = previous_champion.get("partition")
+    change["figures"] = [
+        {
+            "figure": key,
+            "unit": unit,
+            "previous_champion": before_headline.get(key),
+            "today": headline.get(key),
+        }
+        for key, unit in CHAMPION_CHANGE_FIGURES.items()
+    ]
+    before = {row["label"]: row["coverage"] for row in previous_champion.get("per_label", ())}
+    today = {row["label"]: row["coverage"] for row in per_label}
+    for label in [row["label"] for row in per_label] + sorted(set(before) - set(today)):
+        coverage_before, coverage_today = before.get(label), today.get(label)
+        difference = (
+            None
+            if coverage_before is None or coverage_today is None
+            else _fraction(coverage_today - coverage_before)
+        )
+        change["per_label"].append(
+            {
+                "label": label,
+                "coverage_previous_champion": coverage_before,
+                "coverage_today": coverage_today,
+                "change": difference,
+            }
+        )
+    return change
 
 
 def _sorted_counts(items: Any) -> list[tuple[str, int]]:

@@ -19,16 +19,6 @@ from markupsafe import Markup, escape
 from tracer_pipeline.report.build import format_percent
 from tracer_pipeline.report.template import REPORT_TEMPLATE, SORT_SCRIPT, STYLESHEET
 
-# What each defer reason the router records means, for the reader of the report.
-DEFER_REASON_MEANINGS = {
-    "low_confidence": "the surrogate's score was below the threshold",
-    "far_from_training": "the trace lies far from every training trace in embedding space",
-    "neighbours_disagree": "the nearest training traces carry different teacher labels",
-    "label_rarely_seen": "the predicted label had too few training traces to be trusted",
-    "gate_refused": "the gate refused to deploy, so every trace goes to the LLM",
-    "unspecified": "deferred without a recorded reason",
-}
-
 # The frontier plot: α from 0.80 to 0.99 (widened if the frontier reaches further), coverage
 # from 0 to 1, in an SVG of this size (pixels).
 FRONTIER_ALPHA_RANGE = (0.80, 0.99)
@@ -59,26 +49,35 @@ def render_report_html(report: Mapping) -> str:
     label_rows, previous_partition = _label_rows(report)
     n_deferred = sum(report["defer_reasons"].values())
 
+    headline = report["headline"]
     return _environment().from_string(REPORT_TEMPLATE).render(
         report=report,
         label_rows=label_rows,
         previous_partition=previous_partition,
         n_deferred=n_deferred,
-        defer_meanings=DEFER_REASON_MEANINGS,
-        frontier_svg=frontier_svg(report["frontier"], report["headline"]["alpha"]),
+        reason_names=report["defer_reason_names"],
+        frontier_svg=frontier_svg(
+            report["frontier"], headline["alpha"], headline["coverage_holdout"]
+        ),
         stylesheet=Markup(STYLESHEET),
         sort_script=Markup(SORT_SCRIPT),
         content_security_policy=content_security_policy,
     )
 
 
-def frontier_svg(frontier: Sequence[Mapping[str, Any]], target_alpha: float | None) -> Markup:
+def frontier_svg(
+    frontier: Sequence[Mapping[str, Any]],
+    target_alpha: float | None,
+    coverage_holdout: float | None = None,
+) -> Markup:
     """Draw the coverage certified at each α as an inline SVG (element id `frontier-plot`).
 
     Args:
         frontier: points with `alpha`, `coverage_certified` and `refused`; refused points are
             drawn hollow at coverage 0.
         target_alpha: today's α, drawn as a dashed vertical line; None draws none.
+        coverage_holdout: today's coverage on held-out traces, drawn as a diamond at
+            `target_alpha`; None draws none.
 
     Returns:
         The SVG markup; every text in it is escaped.
@@ -157,6 +156,16 @@ def frontier_svg(frontier: Sequence[Mapping[str, Any]], target_alpha: float | No
             f'cx="{x_of(float(point["alpha"])):.1f}" cy="{y_of(coverage):.1f}" r="4">'
             f"<title>{escape(title)}</title></circle>"
         )
+    if target_alpha is not None and coverage_holdout is not None:
+        x, y = x_of(float(target_alpha)), y_of(float(coverage_holdout))
+        title = (
+            f"α = {format_percent(target_alpha, trim=True)}: coverage "
+            f"{format_percent(coverage_holdout)} on held-out traces"
+        )
+        parts.append(
+            f'<path class="holdout-point" d="M{x:.1f},{y - 6:.1f} L{x + 6:.1f},{y:.1f} '
+            f'L{x:.1f},{y + 6:.1f} L{x - 6:.1f},{y:.1f} Z"><title>{escape(title)}</title></path>'
+        )
     if not points:
         parts.append(
             f'<text x="{(left + right) / 2:.1f}" y="{(top + bottom) / 2:.1f}" '
@@ -192,6 +201,8 @@ def _environment() -> jinja2.Environment:
     environment.filters["pct"] = _percent_filter
     environment.filters["number"] = _number_filter
     environment.filters["points"] = _points_filter
+    environment.filters["usd"] = _usd_filter
+    environment.filters["count"] = _count_filter
     return environment
 
 
@@ -206,3 +217,11 @@ def _number_filter(value: float | None, digits: int = 3) -> str:
 def _points_filter(change: float) -> str:
     """A change of a fraction, in percentage points with its sign ("+3.1 pts")."""
     return f"{100.0 * change:+.1f} pts"
+
+
+def _usd_filter(amount: float | None) -> str:
+    return "—" if amount is None else f"${float(amount):,.2f}"
+
+
+def _count_filter(value: int | None) -> str:
+    return "—" if value is None else f"{int(value):,}"

@@ -57,6 +57,12 @@ svg .curve { fill: none; stroke: var(--accent); stroke-width: 2; }
 svg .point { fill: var(--accent); }
 svg .point.refused { fill: #fff; stroke: var(--bad); stroke-width: 2; }
 svg .target { stroke: var(--warn); stroke-dasharray: 4 3; stroke-width: 1.5; }
+svg .holdout-point { fill: var(--warn); }
+.pair { display: grid; grid-template-columns: 1fr 1fr; gap: .8rem; margin: .4rem 0 1rem; }
+.pair > div { background: var(--panel); border: 1px solid var(--line); border-radius: 8px;
+  padding: .6rem .8rem; overflow-wrap: anywhere; }
+.pair .side { font-size: .8rem; font-weight: 600; color: var(--muted); }
+.flag { color: var(--bad); font-weight: 600; }
 details summary { cursor: pointer; color: var(--accent); }
 """
 
@@ -165,6 +171,10 @@ candidate{% if head.deployment_decision == "kept_champion" %}; the champion
     </div></div>
   <div class="card"><div class="value">{{ head.champion_version or "—" }}</div>
     <div class="meaning">champion version serving traffic</div></div>
+  <div class="card"><div class="value" id="cost-saved">{{ head.cost_saved_per_day | usd }}</div>
+    <div class="meaning">LLM cost saved per day: {{ head.llm_calls_avoided_per_day | count }}
+    of {{ head.daily_traffic | count }} daily calls at {{ head.price_per_llm_call | usd }} each,
+    at the held-out coverage (TRACER_DAILY_TRAFFIC, TRACER_PRICE_PER_CALL)</div></div>
 </div>
 <p class="assumption">{{ report.assumption }}</p>
 </section>
@@ -175,7 +185,8 @@ candidate{% if head.deployment_decision == "kept_champion" %}; the champion
 {{ frontier_svg }}
 <figcaption>Coverage certified on calibration traces (share of traffic the surrogate may handle
 while its agreement stays at least α with confidence 1 − δ), for each target agreement α.
-Hollow red points: the gate refuses at that α. Dashed line: today's α.</figcaption>
+Hollow red points: the gate refuses at that α. Dashed line: today's α; the diamond on it is
+today's coverage on held-out traces.</figcaption>
 </figure>
 {% if report.frontier %}
 <details><summary>Frontier as a table</summary>
@@ -210,6 +221,7 @@ trace with that teacher label went to the LLM.</p>
 <th data-type="number" class="num">agreement on handled (held-out)</th>
 <th data-type="number" class="num">coverage change since {{ previous_partition or "—" }}</th>
 <th data-type="text">main defer reason</th>
+<th data-type="text">never handled</th>
 </tr></thead>
 <tbody>
 {% for row in label_rows %}
@@ -224,10 +236,13 @@ trace with that teacher label went to the LLM.</p>
 {%- if row.coverage_change is none %}—{% else %}<span class="
 {{- 'up' if row.coverage_change > 0 else ('down' if row.coverage_change < 0 else '') }}">
 {{- row.coverage_change | points }}</span>{% endif %}</td>
-<td data-value="{{ row.main_defer_reason or '' }}">{{ row.main_defer_reason or "—" }}</td>
+<td data-value="{{ row.main_defer_reason or '' }}">
+{{- reason_names[row.main_defer_reason].name if row.main_defer_reason else "—" }}</td>
+<td{% if row.never_handled %} class="flag"{% endif %}>
+{{- "never handled" if row.never_handled else "no" }}</td>
 </tr>
 {% else %}
-<tr><td colspan="7" class="muted">No held-out traces for this partition.</td></tr>
+<tr><td colspan="8" class="muted">No held-out traces for this partition.</td></tr>
 {% endfor %}
 </tbody>
 </table>
@@ -241,10 +256,10 @@ trace with that teacher label went to the LLM.</p>
 <th>share of deferred traces</th><th>meaning</th></tr></thead>
 <tbody>
 {% for reason, count in report.defer_reasons.items() %}
-<tr><td class="label">{{ reason }}</td><td class="num">{{ count }}</td>
+<tr><td>{{ reason_names[reason].name }}</td><td class="num">{{ count }}</td>
 <td class="num"><span class="bar" style="width: {{ (120 * count / n_deferred) | round(1) }}px">
 </span>{{ (count / n_deferred) | pct }}</td>
-<td>{{ defer_meanings.get(reason, "") }}</td></tr>
+<td>{{ reason_names[reason].meaning }}</td></tr>
 {% endfor %}
 </tbody>
 </table>
@@ -254,7 +269,7 @@ trace with that teacher label went to the LLM.</p>
 <tbody>
 {% for label, counts in report.defer_reasons_by_label.items() %}
 <tr><td class="label">{{ label }}</td>
-<td>{% for reason, count in counts.items() %}{{ reason }}: {{ count }}
+<td>{% for reason, count in counts.items() %}{{ reason_names[reason].name }}: {{ count }}
 {%- if not loop.last %}, {% endif %}{% endfor %}</td></tr>
 {% endfor %}
 </tbody>
@@ -303,7 +318,7 @@ whether or not the surrogate handled the trace; "served" counts the ones it hand
 <tr><td class="text">{{ example.input }}</td><td class="label">{{ example.teacher }}</td>
 <td class="label">{{ example.surrogate_label }}</td>
 <td class="num">{{ example.score | number }}</td>
-<td>{{ example.defer_reason or "—" }}</td></tr>
+<td>{{ reason_names[example.defer_reason].name if example.defer_reason else "—" }}</td></tr>
 {% endfor %}
 </tbody>
 </table>
@@ -311,6 +326,122 @@ whether or not the surrogate handled the trace; "served" counts the ones it hand
 <p class="muted">{{ empty }}</p>
 {% endif %}
 {% endfor %}
+</section>
+
+<section id="boundary-pairs">
+<h2>Boundary pairs: where the surrogate stops handling a label (held-out)</h2>
+{% if report.boundary_pairs %}
+<p class="muted">For each teacher label, the handled held-out input and the deferred held-out
+input of the same teacher label that lie closest to each other in embedding space (exact cosine
+nearest neighbours over all such pairs).</p>
+{% for pair in report.boundary_pairs %}
+<h3><span class="label">{{ pair.label }}</span>
+<span class="muted">· cosine similarity {{ pair.cosine_similarity | number }}</span></h3>
+<div class="pair">
+<div><div class="side">handled as {{ pair.handled.surrogate_label }}
+(score {{ pair.handled.score | number }})</div>{{ pair.handled.input }}</div>
+<div><div class="side">deferred: {{ reason_names[pair.deferred.defer_reason].name }}
+(predicted {{ pair.deferred.surrogate_label }}, score {{ pair.deferred.score | number }})
+</div>{{ pair.deferred.input }}</div>
+</div>
+{% endfor %}
+{% else %}
+<p class="muted">No teacher label has both handled and deferred held-out inputs.</p>
+{% endif %}
+</section>
+
+<section id="over-time">
+<h2>Per-label coverage over time (held-out traces of each day's refit)</h2>
+{% set over = report.over_time %}
+<p class="muted">A label has plateaued when, over the last {{ over.plateau_days }} days, the refit
+drew on more traces but the label's coverage rose by less than
+{{ over.plateau_min_gain | pct(trim=True) }} above its best of the earlier days;
+"—": too few days to tell.</p>
+<table id="over-time-table" class="sortable">
+<thead><tr><th data-type="text">teacher label</th>
+{% for day in over.days %}<th data-type="number" class="num">{{ day }}</th>{% endfor %}
+<th data-type="text">plateau</th></tr>
+<tr class="muted"><td>traces used</td>
+{% for count in over.n_traces %}<td class="num">{{ count | count }}</td>{% endfor %}<td></td></tr>
+</thead>
+<tbody>
+{% for row in over.labels %}
+<tr><td class="label">{{ row.label }}</td>
+{% for coverage in row.coverage %}
+<td class="num" data-value="{{ coverage if coverage is not none else '' }}">
+{{- coverage | pct }}</td>
+{% endfor %}
+<td{% if row.plateau %} class="flag"{% endif %}>
+{{- "plateau" if row.plateau else ("—" if row.plateau is none else "growing") }}</td></tr>
+{% endfor %}
+</tbody>
+</table>
+</section>
+
+<section id="champion-change">
+<h2>What changed against the previous champion</h2>
+{% set change = report.champion_change %}
+<p>Deployment <span class="badge {{ change.decision }}">
+{{- (change.decision or "—") | replace("_", " ") }}</span>:
+champion version {{ change.champion_before or "none" }} →
+{{ change.champion_after or "none" }}{% if change.challenger_version %} (today's challenger:
+version {{ change.challenger_version }}){% endif %}. {{ change.reason or "" }}</p>
+{% if change.comparison %}
+{% set comparison = change.comparison %}
+<table>
+<thead><tr><th>on {{ comparison.basis or "fresh held-out traces" }}
+({{ comparison.n_fresh }} traces)</th><th class="num">coverage</th>
+<th class="num">agreement on handled</th><th class="num">agreement lower bound</th></tr></thead>
+<tbody>
+<tr><td>today's challenger</td><td class="num">{{ comparison.challenger.coverage | pct }}</td>
+<td class="num">{{ comparison.challenger.agreement | pct }}</td>
+<td class="num">{{ comparison.challenger.agreement_lower_bound | pct }}</td></tr>
+{% if comparison.champion %}
+<tr><td>previous champion</td><td class="num">{{ comparison.champion.coverage | pct }}</td>
+<td class="num">{{ comparison.champion.agreement | pct }}</td>
+<td class="num">{{ comparison.champion.agreement_lower_bound | pct }}</td></tr>
+{% endif %}
+</tbody>
+</table>
+{% endif %}
+{% if change.figures %}
+<details open><summary>Today's report beside the previous champion's
+({{ change.previous_champion_partition }}, each on its own day's held-out traces)</summary>
+<table>
+<thead><tr><th>figure</th><th>previous champion</th><th>today</th></tr></thead>
+<tbody>
+{% for figure in change.figures %}
+<tr><td>{{ figure.figure | replace("_", " ") }}</td>
+{% for value in (figure.previous_champion, figure.today) %}
+<td class="num">
+{%- if value is none %}—
+{%- elif figure.unit == "fraction" %}{{ value | pct }}
+{%- elif figure.unit == "number" %}{{ value | number }}
+{%- elif figure.unit == "count" %}{{ value | count }}
+{%- else %}{{ value }}{% endif %}</td>
+{% endfor %}
+</tr>
+{% endfor %}
+</tbody>
+</table>
+<table>
+<thead><tr><th>teacher label</th><th class="num">coverage, previous champion</th>
+<th class="num">coverage today</th><th class="num">change</th></tr></thead>
+<tbody>
+{% for row in change.per_label %}
+<tr><td class="label">{{ row.label }}</td>
+<td class="num">{{ row.coverage_previous_champion | pct }}</td>
+<td class="num">{{ row.coverage_today | pct }}</td>
+<td class="num">{{ row.change | points if row.change is not none else "—" }}</td></tr>
+{% endfor %}
+</tbody>
+</table>
+</details>
+{% elif not change.champion_before %}
+<p class="muted">There was no champion before this deployment.</p>
+{% else %}
+<p class="muted">The previous champion's report was not found.</p>
+{% endif %}
 </section>
 
 {% if report.candidates %}

@@ -15,6 +15,8 @@ from tracer_pipeline.report.build import (
 )
 
 PARTITION = "2026-01-05"
+PRICE_PER_LLM_CALL = 0.002
+DAILY_TRAFFIC = 10_000
 
 
 def _report(holdout, gate, deployment, history=()) -> dict:
@@ -25,6 +27,8 @@ def _report(holdout, gate, deployment, history=()) -> dict:
         deployment=deployment,
         n_traces=40,
         embedding_model="sentence-transformers/all-MiniLM-L6-v2",
+        price_per_llm_call=PRICE_PER_LLM_CALL,
+        daily_traffic=DAILY_TRAFFIC,
         history=history,
     )
 
@@ -204,9 +208,14 @@ def test_history_gains_this_day_and_replaces_a_stale_entry_for_it(
     report = _report(holdout, deploying_gate, promoted, history=history)
 
     assert report["history"] == [
-        {"partition": "2026-01-04", "per_label": {"card_lost": 0.5, "card_stolen": 0.2}},
+        {
+            "partition": "2026-01-04",
+            "n_traces": None,
+            "per_label": {"card_lost": 0.5, "card_stolen": 0.2},
+        },
         {
             "partition": PARTITION,
+            "n_traces": 40,
             "per_label": {"card_lost": 0.75, "card_stolen": 0.3333, "close_account": 0.0},
         },
     ]
@@ -284,7 +293,7 @@ def test_empty_holdout_gives_undefined_numbers_and_empty_sections(
     assert report["defer_reasons_by_label"] == {}
     assert report["confusions"] == []
     assert report["examples"] == {"handled": [], "deferred": []}
-    assert report["history"] == [{"partition": PARTITION, "per_label": {}}]
+    assert report["history"] == [{"partition": PARTITION, "n_traces": 40, "per_label": {}}]
     assert worst_labels_markdown(report).startswith("_No held-out traces")
 
 

@@ -14,6 +14,8 @@ from tracer_pipeline.report.build import build_report
 from tracer_pipeline.report.render import frontier_svg, render_report_html
 
 HOSTILE_INPUT = "<script>alert(1)</script> my card <b>vanished</b>"
+PRICE_PER_LLM_CALL = 0.002
+DAILY_TRAFFIC = 10_000
 URL_INPUT = "see https://evil.example/x.js and <img src=https://evil.example/p.png>"
 
 
@@ -56,6 +58,8 @@ def _render(holdout, gate, deployment, history=()) -> str:
         deployment=deployment,
         n_traces=40,
         embedding_model="sentence-transformers/all-MiniLM-L6-v2",
+        price_per_llm_call=PRICE_PER_LLM_CALL,
+        daily_traffic=DAILY_TRAFFIC,
         history=history,
     )
     return render_report_html(report)
