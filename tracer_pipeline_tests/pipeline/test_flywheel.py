@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import dagster as dg
 import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
 from tracer_pipeline.definitions import FLYWHEEL_ASSETS
-from tracer_pipeline.deployment.router import Router
+from tracer_pipeline.deployment.router import Router, RouterIntegrityError
 from tracer_pipeline.storage import read_json
 from tracer_pipeline_tests.landing import land_demo_days
 
@@ -77,6 +79,16 @@ def test_three_days_give_three_refit_runs_a_champion_and_reports(resources, inst
         assert (decision.answered_by == "surrogate") == decision.handled
         if not decision.handled:
             assert decision.label == "teacher" and decision.text in asked
+
+    # A router whose stored policy files were changed after registration refuses to load.
+    champion_model_id = champion.source.removeprefix("models:/")
+    stored = list(Path(tracking.artifacts_dir).rglob(f"{champion_model_id}/**/policy/*.json"))
+    assert stored, "the champion's policy files were not found in the artifact store"
+    stored[0].write_text(stored[0].read_text(encoding="utf-8") + " ", encoding="utf-8")
+    with pytest.raises(RouterIntegrityError, match="refusing to load"):
+        Router.from_registry(
+            model_name=tracking.registered_model_name, tracking_uri=tracking.tracking_uri
+        )
 
 
 def test_bad_rows_end_up_in_quarantine_with_their_reason(resources, instance):
