@@ -23,6 +23,18 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+# Columns of a refit's held-out decisions (`WarehouseLayout.holdout_decisions`): the parity gate
+# writes them, the interpretability report reads them.
+HOLDOUT_COLUMNS = (
+    "trace_id",
+    "input",
+    "teacher",
+    "surrogate_label",
+    "handled",
+    "score",
+    "defer_reason",
+)
+
 
 class WarehouseLayout:
     """Paths of the files the assets write, under `<data_dir>/warehouse`."""

@@ -10,6 +10,7 @@ from tracer_pipeline.gate.calibration import GateConfig, run_gate
 from tracer_pipeline.partitions import daily_partitions
 from tracer_pipeline.resources import MlflowTracking, TraceStorage
 from tracer_pipeline.storage import (
+    HOLDOUT_COLUMNS,
     read_json,
     replace_folder_atomic,
     write_json_atomic,
@@ -17,17 +18,6 @@ from tracer_pipeline.storage import (
 )
 from tracer_pipeline.surrogates.candidates import load_candidates
 from tracer_pipeline.surrogates.trace_set import read_refit_snapshot
-
-HOLDOUT_COLUMNS = [
-    "trace_id",
-    "input",
-    "teacher",
-    "surrogate_label",
-    "handled",
-    "score",
-    "defer_reason",
-]
-
 
 class ParityGateConfig(dg.Config):
     """The promise the gate certifies: agreement ≥ alpha with probability ≥ 1 - delta."""
@@ -54,7 +44,7 @@ def evaluate_on_holdout(outcome, candidates, holdout: pd.DataFrame, embeddings: 
         rows["handled"] = explained["handled"].astype(bool)
         rows["score"] = explained["score"].astype(float)
         rows["defer_reason"] = explained["defer_reason"].astype(object)
-        return rows[HOLDOUT_COLUMNS]
+        return rows[list(HOLDOUT_COLUMNS)]
     chosen = next((c for c in candidates if c.spec.name == outcome.candidate), candidates[0])
     if len(rows):
         probabilities = chosen.predict_proba(embeddings)
@@ -65,7 +55,7 @@ def evaluate_on_holdout(outcome, candidates, holdout: pd.DataFrame, embeddings: 
         rows["score"] = pd.Series(dtype=float)
     rows["handled"] = False
     rows["defer_reason"] = "gate_refused"
-    return rows[HOLDOUT_COLUMNS]
+    return rows[list(HOLDOUT_COLUMNS)]
 
 
 def holdout_figures(decisions: pd.DataFrame) -> dict[str, float | int | None]:

@@ -27,15 +27,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-HOLDOUT_COLUMNS = (
-    "trace_id",
-    "input",
-    "teacher",
-    "surrogate_label",
-    "handled",
-    "score",
-    "defer_reason",
-)
+from tracer_pipeline.storage import HOLDOUT_COLUMNS
+
 # A deferred trace whose defer_reason is missing is counted under this reason.
 UNSPECIFIED_DEFER_REASON = "unspecified"
 MAX_CONFUSIONS = 10
