@@ -220,7 +220,13 @@ def _points_filter(change: float) -> str:
 
 
 def _usd_filter(amount: float | None) -> str:
-    return "—" if amount is None else f"${float(amount):,.2f}"
+    """US dollars with cents, and with up to 4 decimals when they matter ("$0.002")."""
+    if amount is None:
+        return "—"
+    text = f"{float(amount):,.4f}".rstrip("0")
+    if len(text.partition(".")[2]) < 2:
+        text = f"{float(amount):,.2f}"
+    return f"${text}"
 
 
 def _count_filter(value: int | None) -> str:

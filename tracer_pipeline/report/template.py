@@ -36,7 +36,9 @@ table { border-collapse: collapse; width: 100%; margin: .4rem 0 1rem; font-size:
 th, td { text-align: left; padding: .35rem .6rem; border-bottom: 1px solid var(--line);
   vertical-align: top; }
 th { background: var(--panel); font-weight: 600; }
-td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
+td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
+td.num { white-space: nowrap; }
+.table-scroll { overflow-x: auto; }
 td.text { max-width: 36rem; overflow-wrap: anywhere; }
 table.sortable th { cursor: pointer; user-select: none; }
 table.sortable th::after { content: " \\2195"; color: var(--muted); font-size: .8em; }
@@ -152,6 +154,8 @@ candidate{% if head.deployment_decision == "kept_champion" %}; the champion
 <div class="cards">
   <div class="card"><div class="value">{{ head.alpha | pct(trim=True) }}</div>
     <div class="meaning">α, target agreement with the teacher on handled traffic</div></div>
+  <div class="card"><div class="value">{{ head.delta | pct(trim=True) }}</div>
+    <div class="meaning">δ, allowed chance that the guarantee fails</div></div>
   <div class="card"><div class="value">{{ head.agreement_lower_bound | pct }}</div>
     <div class="meaning">certified agreement lower bound (calibration traces,
     confidence 1 − δ = {{ (1 - head.delta) | pct(trim=True) }})</div></div>
@@ -212,6 +216,7 @@ today's coverage on held-out traces.</figcaption>
 <h2>Per teacher label, on held-out traces</h2>
 <p class="muted">Click a column header to sort. Labels in red were never handled: every held-out
 trace with that teacher label went to the LLM.</p>
+<div class="table-scroll">
 <table id="per-label-table" class="sortable">
 <thead><tr>
 <th data-type="text">teacher label</th>
@@ -246,6 +251,7 @@ trace with that teacher label went to the LLM.</p>
 {% endfor %}
 </tbody>
 </table>
+</div>
 </section>
 
 <section id="defer-reasons">
@@ -357,6 +363,7 @@ nearest neighbours over all such pairs).</p>
 drew on more traces but the label's coverage rose by less than
 {{ over.plateau_min_gain | pct(trim=True) }} above its best of the earlier days;
 "—": too few days to tell.</p>
+<div class="table-scroll">
 <table id="over-time-table" class="sortable">
 <thead><tr><th data-type="text">teacher label</th>
 {% for day in over.days %}<th data-type="number" class="num">{{ day }}</th>{% endfor %}
@@ -376,6 +383,7 @@ drew on more traces but the label's coverage rose by less than
 {% endfor %}
 </tbody>
 </table>
+</div>
 </section>
 
 <section id="champion-change">
@@ -385,7 +393,8 @@ drew on more traces but the label's coverage rose by less than
 {{- (change.decision or "—") | replace("_", " ") }}</span>:
 champion version {{ change.champion_before or "none" }} →
 {{ change.champion_after or "none" }}{% if change.challenger_version %} (today's challenger:
-version {{ change.challenger_version }}){% endif %}. {{ change.reason or "" }}</p>
+version {{ change.challenger_version }}){% endif %}.
+{% if change.reason %}Reason: {{ change.reason | trim(". ") }}.{% endif %}</p>
 {% if change.comparison %}
 {% set comparison = change.comparison %}
 <table>

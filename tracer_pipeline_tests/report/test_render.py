@@ -202,3 +202,20 @@ def test_empty_holdout_and_empty_frontier_render(deploying_gate, promoted):
     assert "no frontier was computed" in html
     assert 'id="per-label-table"' in html
     assert "No held-out trace was deferred." in html
+
+
+def test_cost_saved_shows_the_price_per_call_to_the_tenth_of_a_cent(
+    holdout, deploying_gate, promoted
+):
+    html = _render(holdout, deploying_gate, promoted)
+
+    # 50% held-out coverage of 10,000 daily calls at $0.002 each.
+    assert "5,000\n    of 10,000 daily calls at $0.002 each" in html
+    assert '<div class="value" id="cost-saved">$10.00</div>' in html
+
+
+def test_headline_shows_alpha_and_delta(holdout, deploying_gate, promoted):
+    html = _render(holdout, deploying_gate, promoted)
+
+    assert '<div class="value">90%</div>' in html
+    assert '<div class="value">5%</div>' in html and "δ, allowed chance" in html
