@@ -1,6 +1,6 @@
 """Headless Chromium with no network, driven over the Chrome DevTools Protocol, for page tests.
 
-Chromium (Debian's `chromium` package; `.ci/setup` installs it in CI) starts with a fresh
+Chromium (Debian's `chromium` package; `.ci/run` installs it when missing) starts with a fresh
 profile, every background service off, and every request that would leave the machine sent to a
 proxy that does not exist, with host names unresolvable: a request the page makes can only fail.
 The driver records every request the page makes and every failure (network errors, requests
@@ -67,7 +67,7 @@ def chromium_or_skip() -> str:
         executable = shutil.which(name)
         if executable:
             return executable
-    missing = "Chromium is not installed (Debian: apt-get install chromium; .ci/setup does it)"
+    missing = "Chromium is not installed (Debian: apt-get install chromium; .ci/run does it)"
     if os.environ.get("CI", "").lower() in {"1", "true", "yes"}:
         pytest.fail(f"CI must run the browser tests: {missing}")
     pytest.skip(missing)
