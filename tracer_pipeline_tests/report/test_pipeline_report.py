@@ -152,7 +152,9 @@ def test_materialization_shows_the_headline_worst_labels_and_html_path(flywheel)
     assert "coverage on held-out traces" in metadata["headline"].value
     worst = metadata["worst_labels"].value.splitlines()
     assert worst[0].startswith("| label | share of held-out traces | coverage (held-out)")
-    lowest = min(report["per_label"], key=lambda row: (row["coverage"], -row["share"]))
+    lowest = min(
+        report["per_label"], key=lambda row: (row["coverage"], -row["share"], row["label"])
+    )
     assert worst[2].startswith(f"| {lowest['label']} |")
 
 
@@ -202,6 +204,7 @@ def test_report_loads_offline_with_its_frontier_plot_and_sortable_label_table(
                     .map(row => parseFloat(row.cells[column].dataset.value));
             })()"""
         )
+        cost_saved = browser.evaluate("document.getElementById('cost-saved').textContent")
         browser.screenshot(tmp_path / "report.png")
 
     assert load.requests == [load.url]
@@ -211,6 +214,8 @@ def test_report_loads_offline_with_its_frontier_plot_and_sortable_label_table(
     assert plot["points"] == len(report["frontier"]) == 5
     assert labels == [row["label"] for row in report["per_label"]] and len(labels) >= 5
     assert coverage_after_sort == sorted(row["coverage"] for row in report["per_label"])
+    assert cost_saved == f"${report['headline']['cost_saved_per_day']:,.2f}"
+    assert report["headline"]["cost_saved_per_day"] > 0
 
 
 def test_a_script_in_a_trace_text_shows_as_text_and_never_runs(chromium, flywheel, tmp_path):
