@@ -201,6 +201,29 @@ def assumption_sentence(alpha: float, delta: float) -> str:
     )
 
 
+def headline_markdown(report: Mapping) -> str:
+    """The headline as a short markdown list, for the materialization's metadata."""
+    head = report["headline"]
+    decision = head["decision"] + (f" ({head['reason']})" if head.get("reason") else "")
+    return "\n".join(
+        [
+            f"- gate: **{decision}** at α = {format_percent(head['alpha'], trim=True)}, "
+            f"δ = {format_percent(head['delta'], trim=True)}",
+            f"- certified agreement lower bound (calibration traces): "
+            f"{format_percent(head['agreement_lower_bound'])}",
+            f"- coverage on held-out traces: {format_percent(head['coverage_holdout'])}; "
+            f"agreement on handled held-out traces: {format_percent(head['agreement_holdout'])} "
+            f"({head['n_handled_holdout']} of {head['n_holdout']} handled)",
+            f"- deployment: {head['deployment_decision']}; champion version "
+            f"{head['champion_version'] or 'none'}",
+            f"- traces used: {head['n_traces']}",
+            f"- cost saved per day: ${head['cost_saved_per_day']:,.2f} "
+            f"({head['llm_calls_avoided_per_day']:,} of {head['daily_traffic']:,} LLM calls at "
+            f"${head['price_per_llm_call']:g} each, at held-out coverage)",
+        ]
+    )
+
+
 def worst_labels_markdown(report: Mapping, limit: int = 10) -> str:
     """A markdown table of the labels with the lowest coverage on held-out traces.
 

@@ -260,3 +260,21 @@ def test_a_script_in_a_trace_text_shows_as_text_and_never_runs(chromium, flywhee
     assert scripts == 1  # the page's own table-sorting script, nothing from a trace
     assert bold_elements == 0
     assert load.failed_requests == [] and load.exceptions == [] and load.console_errors == []
+
+
+def test_cli_prints_the_latest_report_or_a_chosen_day(flywheel, monkeypatch, capsys):
+    from tracer_pipeline import cli
+
+    first, last = flywheel["days"][0], flywheel["days"][-1]
+    layout = flywheel["storage"].layout
+    monkeypatch.setenv("TRACER_DATA_DIR", flywheel["storage"].data_dir)
+
+    assert cli.main(["report"]) == 0
+    printed = capsys.readouterr().out
+    assert printed.startswith(f"report of {last}: {layout.report_dir(last) / REPORT_HTML}")
+    head = _report(flywheel, last)["headline"]
+    assert f"traces used: {head['n_traces']}" in printed
+    assert "| label | share of held-out traces |" in printed
+
+    assert cli.main(["report", "--day", first, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == _report(flywheel, first)
