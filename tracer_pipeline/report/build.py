@@ -14,8 +14,9 @@ more traces but no gain in its coverage. The cost saved per day is what the LLM 
 would have cost: daily traffic × held-out coverage × price per call.
 
 The report is a plain dict of JSON values (str, int, float, bool, None, lists and dicts), with
-fractions rounded to 4 decimals and None wherever a number is undefined (for example the agreement
-of a label the surrogate never handled).
+None wherever a number is undefined (for example the agreement of a label the surrogate never
+handled). Numbers are kept as computed, not rounded (only dollars are rounded to cents), so that
+they equal the gate's figures in MLflow and the page, which rounds for display, never rounds twice.
 """
 
 from __future__ import annotations
@@ -73,10 +74,6 @@ DEFER_REASONS = (
 )
 # Example and confusion texts longer than this are cut, so that the report stays small.
 EXAMPLE_TEXT_CHARS = 300
-FRACTION_DIGITS = 4
-SCORE_DIGITS = 4
-THRESHOLD_DIGITS = 6
-SECONDS_DIGITS = 2
 
 
 def build_report(
@@ -147,7 +144,7 @@ def build_report(
         "decision": gate["decision"],
         "reason": gate.get("reason"),
         "agreement_lower_bound": _fraction(gate.get("agreement_lower_bound")),
-        "threshold": _rounded(gate.get("threshold"), THRESHOLD_DIGITS),
+        "threshold": _number(gate.get("threshold")),
         "coverage_holdout": _fraction(_mean(holdout["handled"])),
         "agreement_holdout": _fraction(_mean(handled["teacher"] == handled["surrogate_label"])),
         "n_holdout": len(holdout),
@@ -399,14 +396,14 @@ def _example(row: Any) -> dict[str, Any]:
         "input": _excerpt(row.input),
         "teacher": row.teacher,
         "surrogate_label": row.surrogate_label,
-        "score": _rounded(row.score, SCORE_DIGITS),
+        "score": _number(row.score),
         "defer_reason": row.defer_reason,
     }
 
 
 def _candidate(candidate: Mapping) -> dict[str, Any]:
     summary = _jsonable(dict(candidate))
-    summary["fit_seconds"] = _rounded(candidate.get("fit_seconds"), SECONDS_DIGITS)
+    summary["fit_seconds"] = _number(candidate.get("fit_seconds"))
     return summary
 
 
@@ -529,9 +526,7 @@ def _boundary_pairs(
         pairs.append(
             {
                 "label": row["label"],
-                "cosine_similarity": _rounded(
-                    similarity[best_handled, best_deferred], SCORE_DIGITS
-                ),
+                "cosine_similarity": _number(similarity[best_handled, best_deferred]),
                 "handled": _example(holdout.iloc[handled_rows[best_handled]]),
                 "deferred": _example(holdout.iloc[deferred_rows[best_deferred]]),
             }
@@ -626,16 +621,15 @@ def _mean(values: pd.Series) -> float | None:
 
 
 def _fraction(value: Any) -> float | None:
-    return _rounded(value, FRACTION_DIGITS)
+    return _number(value)
 
 
-def _rounded(value: Any, digits: int) -> float | None:
+def _number(value: Any) -> float | None:
+    """The value as a float, or None when it is None or NaN."""
     if value is None:
         return None
     number = float(value)
-    if math.isnan(number):
-        return None
-    return round(number, digits)
+    return None if math.isnan(number) else number
 
 
 def _integer(value: Any) -> int | None:
@@ -647,7 +641,7 @@ def _text(value: Any) -> str | None:
 
 
 def _jsonable(value: Any) -> Any:
-    """A copy of `value` made of JSON types: numpy scalars unwrapped, floats rounded, NaN None."""
+    """A copy of `value` made of JSON types: numpy scalars unwrapped, NaN None."""
     if isinstance(value, Mapping):
         return {str(key): _jsonable(item) for key, item in value.items()}
     if isinstance(value, (list, tuple)):
@@ -659,5 +653,5 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, int):
         return value
     if isinstance(value, float):
-        return _rounded(value, THRESHOLD_DIGITS)
+        return _number(value)
     return str(value)

@@ -184,7 +184,7 @@ def _label_rows(report: Mapping) -> tuple[list[dict[str, Any]], str | None]:
     for row in report["per_label"]:
         change = None
         if previous is not None and previous["per_label"].get(row["label"]) is not None:
-            change = round(row["coverage"] - previous["per_label"][row["label"]], 4)
+            change = row["coverage"] - previous["per_label"][row["label"]]
         reasons = report["defer_reasons_by_label"].get(row["label"], {})
         main_reason = max(reasons, key=lambda reason: reasons[reason]) if reasons else None
         rows.append({**row, "coverage_change": change, "main_defer_reason": main_reason})

@@ -73,7 +73,7 @@ def test_per_label_rows_are_sorted_by_share_with_coverage_and_agreement(
             "n_holdout": 4,
             "n_handled": 3,
             "coverage": 0.75,
-            "agreement": 0.6667,
+            "agreement": 2 / 3,
             "never_handled": False,
         },
         {
@@ -81,7 +81,7 @@ def test_per_label_rows_are_sorted_by_share_with_coverage_and_agreement(
             "share": 0.375,
             "n_holdout": 3,
             "n_handled": 1,
-            "coverage": 0.3333,
+            "coverage": 1 / 3,
             "agreement": 1.0,
             "never_handled": False,
         },
@@ -194,7 +194,7 @@ def test_frontier_and_candidates_are_copied_from_the_gate(holdout, deploying_gat
         "agreement_lower_bound": None,
         "refused": True,
     }
-    assert report["candidates"][0] == {"name": "logistic_regression", "fit_seconds": 2.35}
+    assert report["candidates"][0] == {"name": "logistic_regression", "fit_seconds": 2.3456}
 
 
 def test_history_gains_this_day_and_replaces_a_stale_entry_for_it(
@@ -216,7 +216,7 @@ def test_history_gains_this_day_and_replaces_a_stale_entry_for_it(
         {
             "partition": PARTITION,
             "n_traces": 40,
-            "per_label": {"card_lost": 0.75, "card_stolen": 0.3333, "close_account": 0.0},
+            "per_label": {"card_lost": 0.75, "card_stolen": 1 / 3, "close_account": 0.0},
         },
     ]
 

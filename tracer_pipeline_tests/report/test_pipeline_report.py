@@ -105,14 +105,13 @@ def test_report_numbers_are_those_the_gate_recorded_in_mlflow(flywheel):
         assert head["decision"] == tags["tracer.gate_decision"]
         assert head["deployment_decision"] == tags["tracer.deployment"]
         assert (head["champion_version"] or "") == tags["tracer.champion_version"]
-        assert head["coverage_holdout"] == round(metrics["coverage_holdout"], 4)
-        assert head["coverage_calibration"] == round(metrics["coverage_certified"], 4)
+        assert head["coverage_holdout"] == metrics["coverage_holdout"]
+        assert head["coverage_calibration"] == metrics["coverage_certified"]
         assert head["n_holdout"] == int(metrics["n_holdout"])
         assert head["n_calibration"] == int(metrics["n_calibration"])
-        for key, digits in (("agreement_holdout", 4), ("agreement_lower_bound", 4),
-                            ("threshold", 6)):
-            expected = round(metrics[key], digits) if key in metrics else None
-            assert head[key] == expected, key
+        # Recorded only when defined (no agreement or threshold when the gate refuses).
+        for key in ("agreement_holdout", "agreement_lower_bound", "threshold"):
+            assert head[key] == metrics.get(key), key
         frontier = {point["alpha"]: point["coverage_certified"] for point in report["frontier"]}
         logged_frontier = {
             float(key.removeprefix("frontier_coverage_certified_a")): value
@@ -121,7 +120,7 @@ def test_report_numbers_are_those_the_gate_recorded_in_mlflow(flywheel):
         }
         assert sorted(frontier) == sorted(logged_frontier) == [0.8, 0.85, 0.9, 0.95, 0.99]
         for alpha, coverage in logged_frontier.items():
-            assert frontier[alpha] == pytest.approx(coverage, abs=1e-6), alpha
+            assert frontier[alpha] == coverage, alpha
         deployed_days += head["decision"] == "deploy"
     assert deployed_days >= 1, "no day deployed: the comparison never saw a threshold"
 
