@@ -261,7 +261,7 @@ trace with that teacher label went to the LLM.</p>
 <thead><tr><th>reason</th><th class="num">deferred traces</th>
 <th>share of deferred traces</th><th>meaning</th></tr></thead>
 <tbody>
-{% for reason, count in report.defer_reasons.items() %}
+{% for reason, count in defer_reasons %}
 <tr><td>{{ reason_names[reason].name }}</td><td class="num">{{ count }}</td>
 <td class="num"><span class="bar" style="width: {{ (120 * count / n_deferred) | round(1) }}px">
 </span>{{ (count / n_deferred) | pct }}</td>
@@ -273,9 +273,9 @@ trace with that teacher label went to the LLM.</p>
 <table>
 <thead><tr><th>teacher label</th><th>deferred traces by reason</th></tr></thead>
 <tbody>
-{% for label, counts in report.defer_reasons_by_label.items() %}
+{% for label, counts in defer_reasons_by_label %}
 <tr><td class="label">{{ label }}</td>
-<td>{% for reason, count in counts.items() %}{{ reason_names[reason].name }}: {{ count }}
+<td>{% for reason, count in counts %}{{ reason_names[reason].name }}: {{ count }}
 {%- if not loop.last %}, {% endif %}{% endfor %}</td></tr>
 {% endfor %}
 </tbody>

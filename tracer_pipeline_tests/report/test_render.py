@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import re
 from html.parser import HTMLParser
 
@@ -219,3 +220,27 @@ def test_headline_shows_alpha_and_delta(holdout, deploying_gate, promoted):
 
     assert '<div class="value">90%</div>' in html
     assert '<div class="value">5%</div>' in html and "δ, allowed chance" in html
+
+
+def test_defer_reasons_show_largest_count_first_after_a_json_round_trip(
+    holdout, deploying_gate, promoted
+):
+    report = build_report(
+        partition="2026-01-05",
+        holdout=holdout,
+        gate=deploying_gate,
+        deployment=promoted,
+        n_traces=40,
+        embedding_model="sentence-transformers/all-MiniLM-L6-v2",
+        price_per_llm_call=PRICE_PER_LLM_CALL,
+        daily_traffic=DAILY_TRAFFIC,
+    )
+    # As the asset writes it: keys sorted, so "label_rarely_seen" comes before "low_confidence".
+    stored = json.loads(json.dumps(report, sort_keys=True))
+
+    html = render_report_html(stored)
+
+    section = html[html.index('id="defer-reasons"') : html.index('id="confusions"')]
+    low, rare = section.index("<td>low confidence</td>"), section.index("<td>label rarely seen")
+    assert low < rare  # 2 traces before 1
+    assert "low confidence: 1, neighbours disagree: 1" in section  # card_stolen, ties by code
