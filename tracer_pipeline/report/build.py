@@ -445,7 +445,8 @@ def _over_time(
     A label has plateaued (True) when the refit of the last day drew on more traces than the
     one PLATEAU_DAYS - 1 days of history earlier, and its coverage today is less than
     PLATEAU_MIN_GAIN above its best over those earlier days. None: fewer than PLATEAU_DAYS days
-    with a coverage for the label, or no trace counts to compare.
+    with a coverage for the label, or no trace counts to compare. `gain` is the label's coverage
+    today minus its best over those earlier days (negative when it fell), None likewise.
     """
     days = [day["partition"] for day in history_days]
     labels = [row["label"] for row in per_label]
@@ -458,6 +459,7 @@ def _over_time(
                 "label": label,
                 "coverage": coverage,
                 "plateau": _plateau(coverage, [day.get("n_traces") for day in history_days]),
+                "gain": _gain(coverage),
             }
         )
     return {
@@ -467,6 +469,13 @@ def _over_time(
         "plateau_min_gain": PLATEAU_MIN_GAIN,
         "labels": rows,
     }
+
+
+def _gain(coverage: Sequence[float | None]) -> float | None:
+    window = [value for value in coverage if value is not None][-PLATEAU_DAYS:]
+    if len(window) < PLATEAU_DAYS:
+        return None
+    return window[-1] - max(window[:-1])
 
 
 def _plateau(coverage: Sequence[float | None], n_traces: Sequence[int | None]) -> bool | None:

@@ -361,13 +361,15 @@ nearest neighbours over all such pairs).</p>
 {% set over = report.over_time %}
 <p class="muted">A label has plateaued when, over the last {{ over.plateau_days }} days, the refit
 drew on more traces but the label's coverage rose by less than
-{{ over.plateau_min_gain | pct(trim=True) }} above its best of the earlier days;
-"—": too few days to tell.</p>
+{{ over.plateau_min_gain | pct(trim=True) }} above its best of the earlier days (in
+brackets: today's coverage minus that best); "full coverage": every held-out trace of the label
+is handled already; "—": too few days to tell.</p>
 <div class="table-scroll">
 <table id="over-time-table" class="sortable">
 <thead><tr><th data-type="text">teacher label</th>
 {% for day in over.days %}<th data-type="number" class="num">{{ day }}</th>{% endfor %}
-<th data-type="text">plateau</th></tr>
+<th data-type="number">trend: today against the best of the {{ over.plateau_days - 1 }}
+days before</th></tr>
 <tr class="muted"><td>traces used</td>
 {% for count in over.n_traces %}<td class="num">{{ count | count }}</td>{% endfor %}<td></td></tr>
 </thead>
@@ -378,8 +380,15 @@ drew on more traces but the label's coverage rose by less than
 <td class="num" data-value="{{ coverage if coverage is not none else '' }}">
 {{- coverage | pct }}</td>
 {% endfor %}
-<td{% if row.plateau %} class="flag"{% endif %}>
-{{- "plateau" if row.plateau else ("—" if row.plateau is none else "growing") }}</td></tr>
+{% set full = row.plateau and (row.coverage | reject("none") | list | last) >= 1.0 %}
+<td data-value="{{ row.gain if row.gain is not none else '' }}"
+{%- if row.plateau and not full %} class="flag"{% endif %}>
+{%- if row.plateau is none %}—
+{%- elif full %}full coverage
+{%- elif row.plateau %}plateau
+{%- elif row.gain >= over.plateau_min_gain %}growing
+{%- else %}no more traces{% endif %}
+{%- if row.gain is not none %} ({{ row.gain | points }}){% endif %}</td></tr>
 {% endfor %}
 </tbody>
 </table>
@@ -417,7 +426,8 @@ version {{ change.challenger_version }}){% endif %}.
 <details open><summary>Today's report beside the previous champion's
 ({{ change.previous_champion_partition }}, each on its own day's held-out traces)</summary>
 <table>
-<thead><tr><th>figure</th><th>previous champion</th><th>today</th></tr></thead>
+<thead><tr><th>figure</th><th class="num">previous champion</th><th class="num">today</th>
+</tr></thead>
 <tbody>
 {% for figure in change.figures %}
 <tr><td>{{ figure.figure | replace("_", " ") }}</td>

@@ -323,3 +323,44 @@ def test_worst_labels_markdown_lists_lowest_coverage_first(holdout, deploying_ga
 )
 def test_format_percent(fraction, trim, expected):
     assert format_percent(fraction, trim=trim) == expected
+
+
+def test_plateau_is_no_gain_over_the_last_days_despite_more_traces(
+    holdout, deploying_gate, promoted
+):
+    # Today (40 traces): card_lost 0.75, card_stolen 1/3, close_account 0.0.
+    history = [
+        {"partition": "2026-01-03", "n_traces": 20, "per_label": {"card_lost": 0.9,
+                                                                  "card_stolen": 0.1}},
+        {"partition": "2026-01-04", "n_traces": 30, "per_label": {"card_lost": 0.8,
+                                                                  "card_stolen": 0.2,
+                                                                  "close_account": 0.0}},
+    ]
+
+    over_time = _report(holdout, deploying_gate, promoted, history=history)["over_time"]
+
+    rows = {row["label"]: row for row in over_time["labels"]}
+    assert over_time["days"] == ["2026-01-03", "2026-01-04", PARTITION]
+    assert over_time["n_traces"] == [20, 30, 40]
+    assert rows["card_lost"]["coverage"] == [0.9, 0.8, 0.75]
+    assert rows["card_lost"]["plateau"] is True  # fell below its best with more traces
+    assert rows["card_lost"]["gain"] == pytest.approx(-0.15)
+    assert rows["card_stolen"]["plateau"] is False
+    assert rows["card_stolen"]["gain"] == pytest.approx(1 / 3 - 0.2)
+    assert rows["close_account"]["plateau"] is None  # two days only
+    assert rows["close_account"]["gain"] is None
+
+
+def test_no_plateau_is_claimed_when_the_refit_drew_on_no_more_traces(
+    holdout, deploying_gate, promoted
+):
+    history = [
+        {"partition": day, "n_traces": 40, "per_label": {"card_lost": 0.9}}
+        for day in ("2026-01-03", "2026-01-04")
+    ]
+
+    over_time = _report(holdout, deploying_gate, promoted, history=history)["over_time"]
+
+    (card_lost,) = [row for row in over_time["labels"] if row["label"] == "card_lost"]
+    assert card_lost["plateau"] is False
+    assert card_lost["gain"] == pytest.approx(-0.15)

@@ -244,3 +244,33 @@ def test_defer_reasons_show_largest_count_first_after_a_json_round_trip(
     low, rare = section.index("<td>low confidence</td>"), section.index("<td>label rarely seen")
     assert low < rare  # 2 traces before 1
     assert "low confidence: 1, neighbours disagree: 1" in section  # card_stolen, ties by code
+
+
+def test_over_time_names_plateaus_with_their_gain(holdout, deploying_gate, promoted):
+    history = [
+        {"partition": "2026-01-03", "n_traces": 20, "per_label": {"card_lost": 0.9,
+                                                                  "card_stolen": 0.1}},
+        {"partition": "2026-01-04", "n_traces": 30, "per_label": {"card_lost": 0.8,
+                                                                  "card_stolen": 0.2}},
+    ]
+
+    html = _render(holdout, deploying_gate, promoted, history=history)
+
+    section = html[html.index('id="over-time"') : html.index('id="champion-change"')]
+    assert 'class="flag">plateau (-15.0 pts)</td>' in section
+    assert ">growing (+13.3 pts)</td>" in section
+    assert ">—</td>" in section  # close_account: one day only
+
+
+def test_a_label_at_full_coverage_is_not_flagged_as_a_plateau(holdout, deploying_gate, promoted):
+    everything_handled = holdout.assign(handled=True, defer_reason=None)
+    history = [
+        {"partition": day, "n_traces": count, "per_label": {"card_lost": 1.0}}
+        for day, count in (("2026-01-03", 20), ("2026-01-04", 30))
+    ]
+
+    html = _render(everything_handled, deploying_gate, promoted, history=history)
+
+    section = html[html.index('id="over-time"') : html.index('id="champion-change"')]
+    assert ">full coverage (+0.0 pts)</td>" in section
+    assert 'class="flag"' not in section
