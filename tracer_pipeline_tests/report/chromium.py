@@ -35,6 +35,7 @@ CHROMIUM_FLAGS = (
     "--headless",
     "--no-sandbox",  # CI runs as root, where Chromium's sandbox cannot start
     "--disable-gpu",
+    "--disable-dev-shm-usage",  # containers often have a small /dev/shm
     "--disable-quic",
     "--no-first-run",
     "--no-default-browser-check",

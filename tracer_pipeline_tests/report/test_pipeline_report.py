@@ -204,7 +204,7 @@ def test_report_loads_offline_with_its_frontier_plot_and_sortable_label_table(
             })()"""
         )
         cost_saved = browser.evaluate("document.getElementById('cost-saved').textContent")
-        browser.screenshot(tmp_path / "report.png")
+        screenshot = browser.screenshot(tmp_path / "report.png").read_bytes()
 
     assert load.requests == [load.url]
     assert load.failed_requests == []
@@ -214,6 +214,9 @@ def test_report_loads_offline_with_its_frontier_plot_and_sortable_label_table(
     assert labels == [row["label"] for row in report["per_label"]] and len(labels) >= 5
     assert coverage_after_sort == sorted(row["coverage"] for row in report["per_label"])
     assert cost_saved == f"${report['headline']['cost_saved_per_day']:,.2f}"
+    # The whole page was laid out: the PNG (width and height in its header) is a long page.
+    assert screenshot.startswith(b"\x89PNG")
+    assert int.from_bytes(screenshot[20:24], "big") > 2 * int.from_bytes(screenshot[16:20], "big")
     assert report["headline"]["cost_saved_per_day"] > 0
 
 
