@@ -139,13 +139,14 @@ Gate <span class="badge {{ head.decision }}">{{ head.decision }}</span>
 {% if head.decision != "deploy" %}
 <p class="notice"><strong>The gate refused:</strong>
 {{ (head.reason or "no reason recorded") | trim(". ") }}. No threshold was certified for today's
-candidate{% if head.deployment_decision == "kept_champion" %}; the champion
-(version {{ head.champion_version or "—" }}) keeps serving.
-{% else %}, so the surrogate handles no traffic and every trace goes to the LLM.
+candidate{% if head.champion_version %}; the champion (version {{ head.champion_version }}),
+certified on an earlier day, keeps serving. The figures below are today's refused candidate's.
+{% else %}, and there is no champion, so the surrogate handles no traffic and every trace goes
+to the LLM.
 {% endif %}
 </p>
 {% endif %}
-{% if head.deployment_reason %}
+{% if head.deployment_reason and head.decision == "deploy" %}
 <p class="muted">Deployment: {{ head.deployment_reason }}</p>
 {% endif %}
 

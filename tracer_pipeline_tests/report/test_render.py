@@ -189,7 +189,7 @@ def test_refused_gate_renders_a_notice_and_no_threshold(holdout, refusing_gate):
 
     assert "The gate refused:" in html
     assert "no threshold certifies agreement 90% at confidence 95%." in html
-    assert "every trace goes to the LLM" in html
+    assert "every trace goes\nto the LLM" in html
     assert "No held-out trace was handled." in html
     assert 'id="frontier-plot"' in html
 
@@ -274,3 +274,29 @@ def test_a_label_at_full_coverage_is_not_flagged_as_a_plateau(holdout, deploying
     section = html[html.index('id="over-time"') : html.index('id="champion-change"')]
     assert ">full coverage (+0.0 pts)</td>" in section
     assert 'class="flag"' not in section
+
+
+def test_a_refusal_is_explained_once(holdout, refusing_gate):
+    refused_holdout = holdout.assign(handled=False, defer_reason="gate_refused")
+    deployment = {
+        "decision": "refused",
+        "champion_version": None,
+        "reason": f"gate refused: {refusing_gate['reason']}",
+    }
+
+    html = _render(refused_holdout, refusing_gate, deployment)
+
+    header = html[: html.index('<section id="headline">')]
+    assert header.count(refusing_gate["reason"]) == 1
+
+
+def test_a_refusal_with_a_champion_in_service_says_the_champion_keeps_serving(
+    holdout, refusing_gate
+):
+    refused_holdout = holdout.assign(handled=False, defer_reason="gate_refused")
+    deployment = {"decision": "refused", "champion_version": "3", "reason": "gate refused"}
+
+    html = _render(refused_holdout, refusing_gate, deployment)
+
+    assert "the champion (version 3),\ncertified on an earlier day, keeps serving" in html
+    assert "every trace goes" not in html
