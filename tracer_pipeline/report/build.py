@@ -37,6 +37,8 @@ MAX_EXAMPLES = 10
 MAX_BOUNDARY_PAIRS = 10
 # A label has plateaued when its held-out coverage today is less than PLATEAU_MIN_GAIN above its
 # best over the previous PLATEAU_DAYS - 1 days, although the refit drew on more traces.
+# Known shortcoming: the plateau compares point estimates of a label's held-out coverage from day
+# to day; with few held-out traces of a label it can be noise (no interval is used yet).
 PLATEAU_DAYS = 3
 PLATEAU_MIN_GAIN = 0.01
 MONEY_DIGITS = 2
