@@ -178,10 +178,13 @@ def command_report(args: argparse.Namespace) -> int:
     if args.json:
         print((folder / "report.json").read_text(encoding="utf-8"))
     else:
-        headline = json.loads((folder / "report.json").read_text(encoding="utf-8"))["headline"]
-        print(f"report: {folder / 'report.html'}")
-        for key, value in headline.items():
-            print(f"  {key}: {value}")
+        from tracer_pipeline.report.build import headline_markdown, worst_labels_markdown
+
+        report = json.loads((folder / "report.json").read_text(encoding="utf-8"))
+        print(f"report of {report['partition']}: {folder / 'report.html'}")
+        print(headline_markdown(report))
+        print("\nlabels with the lowest coverage on held-out traces:")
+        print(worst_labels_markdown(report))
     return 0
 
 

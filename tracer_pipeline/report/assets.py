@@ -10,6 +10,7 @@ from tracer_pipeline.report.build import (
     HOLDOUT_COLUMNS,
     build_report,
     format_percent,
+    headline_markdown,
     worst_labels_markdown,
 )
 from tracer_pipeline.report.render import render_report_html
@@ -81,29 +82,6 @@ def previous_champion_report(layout: WarehouseLayout, day: str, deployment: dict
         if str(read_json(record_path).get("challenger_version")) == str(champion_before):
             return read_json(report_path) if report_path.exists() else None
     return None
-
-
-def headline_markdown(report: dict) -> str:
-    """The headline as a short markdown list, for the materialization's metadata."""
-    head = report["headline"]
-    decision = head["decision"] + (f" ({head['reason']})" if head.get("reason") else "")
-    return "\n".join(
-        [
-            f"- gate: **{decision}** at α = {format_percent(head['alpha'], trim=True)}, "
-            f"δ = {format_percent(head['delta'], trim=True)}",
-            f"- certified agreement lower bound (calibration traces): "
-            f"{format_percent(head['agreement_lower_bound'])}",
-            f"- coverage on held-out traces: {format_percent(head['coverage_holdout'])}; "
-            f"agreement on handled held-out traces: {format_percent(head['agreement_holdout'])} "
-            f"({head['n_handled_holdout']} of {head['n_holdout']} handled)",
-            f"- deployment: {head['deployment_decision']}; champion version "
-            f"{head['champion_version'] or 'none'}",
-            f"- traces used: {head['n_traces']}",
-            f"- cost saved per day: ${head['cost_saved_per_day']:,.2f} "
-            f"({head['llm_calls_avoided_per_day']:,} of {head['daily_traffic']:,} LLM calls at "
-            f"${head['price_per_llm_call']:g} each, at held-out coverage)",
-        ]
-    )
 
 
 @dg.asset(

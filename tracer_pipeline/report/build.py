@@ -14,8 +14,9 @@ more traces but no gain in its coverage. The cost saved per day is what the LLM 
 would have cost: daily traffic × held-out coverage × price per call.
 
 The report is a plain dict of JSON values (str, int, float, bool, None, lists and dicts), with
-fractions rounded to 4 decimals and None wherever a number is undefined (for example the agreement
-of a label the surrogate never handled).
+None wherever a number is undefined (for example the agreement of a label the surrogate never
+handled). Numbers are kept as computed, not rounded (only dollars are rounded to cents), so that
+they equal the gate's figures in MLflow and the page, which rounds for display, never rounds twice.
 """
 
 from __future__ import annotations
@@ -36,6 +37,8 @@ MAX_EXAMPLES = 10
 MAX_BOUNDARY_PAIRS = 10
 # A label has plateaued when its held-out coverage today is less than PLATEAU_MIN_GAIN above its
 # best over the previous PLATEAU_DAYS - 1 days, although the refit drew on more traces.
+# Known shortcoming: the plateau compares point estimates of a label's held-out coverage from day
+# to day; with few held-out traces of a label it can be noise (no interval is used yet).
 PLATEAU_DAYS = 3
 PLATEAU_MIN_GAIN = 0.01
 MONEY_DIGITS = 2
@@ -73,10 +76,6 @@ DEFER_REASONS = (
 )
 # Example and confusion texts longer than this are cut, so that the report stays small.
 EXAMPLE_TEXT_CHARS = 300
-FRACTION_DIGITS = 4
-SCORE_DIGITS = 4
-THRESHOLD_DIGITS = 6
-SECONDS_DIGITS = 2
 
 
 def build_report(
@@ -147,7 +146,7 @@ def build_report(
         "decision": gate["decision"],
         "reason": gate.get("reason"),
         "agreement_lower_bound": _fraction(gate.get("agreement_lower_bound")),
-        "threshold": _rounded(gate.get("threshold"), THRESHOLD_DIGITS),
+        "threshold": _number(gate.get("threshold")),
         "coverage_holdout": _fraction(_mean(holdout["handled"])),
         "agreement_holdout": _fraction(_mean(handled["teacher"] == handled["surrogate_label"])),
         "n_holdout": len(holdout),
@@ -198,6 +197,29 @@ def assumption_sentence(alpha: float, delta: float) -> str:
         f"least 1 − δ = {confidence}, the surrogate agrees with the teacher on at least "
         f"α = {target} of the traffic it handles; α is the target agreement and δ the allowed "
         "chance that the guarantee fails."
+    )
+
+
+def headline_markdown(report: Mapping) -> str:
+    """The headline as a short markdown list, for the materialization's metadata."""
+    head = report["headline"]
+    decision = head["decision"] + (f" ({head['reason']})" if head.get("reason") else "")
+    return "\n".join(
+        [
+            f"- gate: **{decision}** at α = {format_percent(head['alpha'], trim=True)}, "
+            f"δ = {format_percent(head['delta'], trim=True)}",
+            f"- certified agreement lower bound (calibration traces): "
+            f"{format_percent(head['agreement_lower_bound'])}",
+            f"- coverage on held-out traces: {format_percent(head['coverage_holdout'])}; "
+            f"agreement on handled held-out traces: {format_percent(head['agreement_holdout'])} "
+            f"({head['n_handled_holdout']} of {head['n_holdout']} handled)",
+            f"- deployment: {head['deployment_decision']}; champion version "
+            f"{head['champion_version'] or 'none'}",
+            f"- traces used: {head['n_traces']}",
+            f"- cost saved per day: ${head['cost_saved_per_day']:,.2f} "
+            f"({head['llm_calls_avoided_per_day']:,} of {head['daily_traffic']:,} LLM calls at "
+            f"${head['price_per_llm_call']:g} each, at held-out coverage)",
+        ]
     )
 
 
@@ -376,14 +398,14 @@ def _example(row: Any) -> dict[str, Any]:
         "input": _excerpt(row.input),
         "teacher": row.teacher,
         "surrogate_label": row.surrogate_label,
-        "score": _rounded(row.score, SCORE_DIGITS),
+        "score": _number(row.score),
         "defer_reason": row.defer_reason,
     }
 
 
 def _candidate(candidate: Mapping) -> dict[str, Any]:
     summary = _jsonable(dict(candidate))
-    summary["fit_seconds"] = _rounded(candidate.get("fit_seconds"), SECONDS_DIGITS)
+    summary["fit_seconds"] = _number(candidate.get("fit_seconds"))
     return summary
 
 
@@ -425,7 +447,8 @@ def _over_time(
     A label has plateaued (True) when the refit of the last day drew on more traces than the
     one PLATEAU_DAYS - 1 days of history earlier, and its coverage today is less than
     PLATEAU_MIN_GAIN above its best over those earlier days. None: fewer than PLATEAU_DAYS days
-    with a coverage for the label, or no trace counts to compare.
+    with a coverage for the label, or no trace counts to compare. `gain` is the label's coverage
+    today minus its best over those earlier days (negative when it fell), None likewise.
     """
     days = [day["partition"] for day in history_days]
     labels = [row["label"] for row in per_label]
@@ -438,6 +461,7 @@ def _over_time(
                 "label": label,
                 "coverage": coverage,
                 "plateau": _plateau(coverage, [day.get("n_traces") for day in history_days]),
+                "gain": _gain(coverage),
             }
         )
     return {
@@ -447,6 +471,13 @@ def _over_time(
         "plateau_min_gain": PLATEAU_MIN_GAIN,
         "labels": rows,
     }
+
+
+def _gain(coverage: Sequence[float | None]) -> float | None:
+    window = [value for value in coverage if value is not None][-PLATEAU_DAYS:]
+    if len(window) < PLATEAU_DAYS:
+        return None
+    return window[-1] - max(window[:-1])
 
 
 def _plateau(coverage: Sequence[float | None], n_traces: Sequence[int | None]) -> bool | None:
@@ -506,9 +537,7 @@ def _boundary_pairs(
         pairs.append(
             {
                 "label": row["label"],
-                "cosine_similarity": _rounded(
-                    similarity[best_handled, best_deferred], SCORE_DIGITS
-                ),
+                "cosine_similarity": _number(similarity[best_handled, best_deferred]),
                 "handled": _example(holdout.iloc[handled_rows[best_handled]]),
                 "deferred": _example(holdout.iloc[deferred_rows[best_deferred]]),
             }
@@ -603,16 +632,15 @@ def _mean(values: pd.Series) -> float | None:
 
 
 def _fraction(value: Any) -> float | None:
-    return _rounded(value, FRACTION_DIGITS)
+    return _number(value)
 
 
-def _rounded(value: Any, digits: int) -> float | None:
+def _number(value: Any) -> float | None:
+    """The value as a float, or None when it is None or NaN."""
     if value is None:
         return None
     number = float(value)
-    if math.isnan(number):
-        return None
-    return round(number, digits)
+    return None if math.isnan(number) else number
 
 
 def _integer(value: Any) -> int | None:
@@ -624,7 +652,7 @@ def _text(value: Any) -> str | None:
 
 
 def _jsonable(value: Any) -> Any:
-    """A copy of `value` made of JSON types: numpy scalars unwrapped, floats rounded, NaN None."""
+    """A copy of `value` made of JSON types: numpy scalars unwrapped, NaN None."""
     if isinstance(value, Mapping):
         return {str(key): _jsonable(item) for key, item in value.items()}
     if isinstance(value, (list, tuple)):
@@ -636,5 +664,5 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, int):
         return value
     if isinstance(value, float):
-        return _rounded(value, THRESHOLD_DIGITS)
+        return _number(value)
     return str(value)

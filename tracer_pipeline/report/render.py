@@ -48,6 +48,12 @@ def render_report_html(report: Mapping) -> str:
     )
     label_rows, previous_partition = _label_rows(report)
     n_deferred = sum(report["defer_reasons"].values())
+    # The JSON twin is written with sorted keys: order the counts here, largest first.
+    defer_reasons_by_label = [
+        (row["label"], _by_count(report["defer_reasons_by_label"][row["label"]]))
+        for row in report["per_label"]
+        if row["label"] in report["defer_reasons_by_label"]
+    ]
 
     headline = report["headline"]
     return _environment().from_string(REPORT_TEMPLATE).render(
@@ -55,6 +61,8 @@ def render_report_html(report: Mapping) -> str:
         label_rows=label_rows,
         previous_partition=previous_partition,
         n_deferred=n_deferred,
+        defer_reasons=_by_count(report["defer_reasons"]),
+        defer_reasons_by_label=defer_reasons_by_label,
         reason_names=report["defer_reason_names"],
         frontier_svg=frontier_svg(
             report["frontier"], headline["alpha"], headline["coverage_holdout"]
@@ -184,11 +192,16 @@ def _label_rows(report: Mapping) -> tuple[list[dict[str, Any]], str | None]:
     for row in report["per_label"]:
         change = None
         if previous is not None and previous["per_label"].get(row["label"]) is not None:
-            change = round(row["coverage"] - previous["per_label"][row["label"]], 4)
+            change = row["coverage"] - previous["per_label"][row["label"]]
         reasons = report["defer_reasons_by_label"].get(row["label"], {})
-        main_reason = max(reasons, key=lambda reason: reasons[reason]) if reasons else None
+        main_reason = _by_count(reasons)[0][0] if reasons else None
         rows.append({**row, "coverage_change": change, "main_defer_reason": main_reason})
     return rows, previous["partition"] if previous else None
+
+
+def _by_count(counts: Mapping[str, int]) -> list[tuple[str, int]]:
+    """(key, count) pairs, largest count first, ties by key."""
+    return sorted(counts.items(), key=lambda item: (-item[1], item[0]))
 
 
 def _environment() -> jinja2.Environment:
@@ -220,7 +233,13 @@ def _points_filter(change: float) -> str:
 
 
 def _usd_filter(amount: float | None) -> str:
-    return "—" if amount is None else f"${float(amount):,.2f}"
+    """US dollars with cents, and with up to 4 decimals when they matter ("$0.002")."""
+    if amount is None:
+        return "—"
+    text = f"{float(amount):,.4f}".rstrip("0")
+    if len(text.partition(".")[2]) < 2:
+        text = f"{float(amount):,.2f}"
+    return f"${text}"
 
 
 def _count_filter(value: int | None) -> str:

@@ -36,7 +36,9 @@ table { border-collapse: collapse; width: 100%; margin: .4rem 0 1rem; font-size:
 th, td { text-align: left; padding: .35rem .6rem; border-bottom: 1px solid var(--line);
   vertical-align: top; }
 th { background: var(--panel); font-weight: 600; }
-td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
+td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
+td.num { white-space: nowrap; }
+.table-scroll { overflow-x: auto; }
 td.text { max-width: 36rem; overflow-wrap: anywhere; }
 table.sortable th { cursor: pointer; user-select: none; }
 table.sortable th::after { content: " \\2195"; color: var(--muted); font-size: .8em; }
@@ -137,13 +139,14 @@ Gate <span class="badge {{ head.decision }}">{{ head.decision }}</span>
 {% if head.decision != "deploy" %}
 <p class="notice"><strong>The gate refused:</strong>
 {{ (head.reason or "no reason recorded") | trim(". ") }}. No threshold was certified for today's
-candidate{% if head.deployment_decision == "kept_champion" %}; the champion
-(version {{ head.champion_version or "—" }}) keeps serving.
-{% else %}, so the surrogate handles no traffic and every trace goes to the LLM.
+candidate{% if head.champion_version %}; the champion (version {{ head.champion_version }}),
+certified on an earlier day, keeps serving. The figures below are today's refused candidate's.
+{% else %}, and there is no champion, so the surrogate handles no traffic and every trace goes
+to the LLM.
 {% endif %}
 </p>
 {% endif %}
-{% if head.deployment_reason %}
+{% if head.deployment_reason and head.decision == "deploy" %}
 <p class="muted">Deployment: {{ head.deployment_reason }}</p>
 {% endif %}
 
@@ -152,6 +155,8 @@ candidate{% if head.deployment_decision == "kept_champion" %}; the champion
 <div class="cards">
   <div class="card"><div class="value">{{ head.alpha | pct(trim=True) }}</div>
     <div class="meaning">α, target agreement with the teacher on handled traffic</div></div>
+  <div class="card"><div class="value">{{ head.delta | pct(trim=True) }}</div>
+    <div class="meaning">δ, allowed chance that the guarantee fails</div></div>
   <div class="card"><div class="value">{{ head.agreement_lower_bound | pct }}</div>
     <div class="meaning">certified agreement lower bound (calibration traces,
     confidence 1 − δ = {{ (1 - head.delta) | pct(trim=True) }})</div></div>
@@ -212,6 +217,7 @@ today's coverage on held-out traces.</figcaption>
 <h2>Per teacher label, on held-out traces</h2>
 <p class="muted">Click a column header to sort. Labels in red were never handled: every held-out
 trace with that teacher label went to the LLM.</p>
+<div class="table-scroll">
 <table id="per-label-table" class="sortable">
 <thead><tr>
 <th data-type="text">teacher label</th>
@@ -246,6 +252,7 @@ trace with that teacher label went to the LLM.</p>
 {% endfor %}
 </tbody>
 </table>
+</div>
 </section>
 
 <section id="defer-reasons">
@@ -255,7 +262,7 @@ trace with that teacher label went to the LLM.</p>
 <thead><tr><th>reason</th><th class="num">deferred traces</th>
 <th>share of deferred traces</th><th>meaning</th></tr></thead>
 <tbody>
-{% for reason, count in report.defer_reasons.items() %}
+{% for reason, count in defer_reasons %}
 <tr><td>{{ reason_names[reason].name }}</td><td class="num">{{ count }}</td>
 <td class="num"><span class="bar" style="width: {{ (120 * count / n_deferred) | round(1) }}px">
 </span>{{ (count / n_deferred) | pct }}</td>
@@ -267,9 +274,9 @@ trace with that teacher label went to the LLM.</p>
 <table>
 <thead><tr><th>teacher label</th><th>deferred traces by reason</th></tr></thead>
 <tbody>
-{% for label, counts in report.defer_reasons_by_label.items() %}
+{% for label, counts in defer_reasons_by_label %}
 <tr><td class="label">{{ label }}</td>
-<td>{% for reason, count in counts.items() %}{{ reason_names[reason].name }}: {{ count }}
+<td>{% for reason, count in counts %}{{ reason_names[reason].name }}: {{ count }}
 {%- if not loop.last %}, {% endif %}{% endfor %}</td></tr>
 {% endfor %}
 </tbody>
@@ -355,12 +362,15 @@ nearest neighbours over all such pairs).</p>
 {% set over = report.over_time %}
 <p class="muted">A label has plateaued when, over the last {{ over.plateau_days }} days, the refit
 drew on more traces but the label's coverage rose by less than
-{{ over.plateau_min_gain | pct(trim=True) }} above its best of the earlier days;
-"—": too few days to tell.</p>
+{{ over.plateau_min_gain | pct(trim=True) }} above its best of the earlier days (in
+brackets: today's coverage minus that best); "full coverage": every held-out trace of the label
+is handled already; "—": too few days to tell.</p>
+<div class="table-scroll">
 <table id="over-time-table" class="sortable">
 <thead><tr><th data-type="text">teacher label</th>
 {% for day in over.days %}<th data-type="number" class="num">{{ day }}</th>{% endfor %}
-<th data-type="text">plateau</th></tr>
+<th data-type="number">trend: today against the best of the {{ over.plateau_days - 1 }}
+days before</th></tr>
 <tr class="muted"><td>traces used</td>
 {% for count in over.n_traces %}<td class="num">{{ count | count }}</td>{% endfor %}<td></td></tr>
 </thead>
@@ -371,11 +381,19 @@ drew on more traces but the label's coverage rose by less than
 <td class="num" data-value="{{ coverage if coverage is not none else '' }}">
 {{- coverage | pct }}</td>
 {% endfor %}
-<td{% if row.plateau %} class="flag"{% endif %}>
-{{- "plateau" if row.plateau else ("—" if row.plateau is none else "growing") }}</td></tr>
+{% set full = row.plateau and (row.coverage | reject("none") | list | last) >= 1.0 %}
+<td data-value="{{ row.gain if row.gain is not none else '' }}"
+{%- if row.plateau and not full %} class="flag"{% endif %}>
+{%- if row.plateau is none %}—
+{%- elif full %}full coverage
+{%- elif row.plateau %}plateau
+{%- elif row.gain >= over.plateau_min_gain %}growing
+{%- else %}no more traces{% endif %}
+{%- if row.gain is not none %} ({{ row.gain | points }}){% endif %}</td></tr>
 {% endfor %}
 </tbody>
 </table>
+</div>
 </section>
 
 <section id="champion-change">
@@ -385,7 +403,8 @@ drew on more traces but the label's coverage rose by less than
 {{- (change.decision or "—") | replace("_", " ") }}</span>:
 champion version {{ change.champion_before or "none" }} →
 {{ change.champion_after or "none" }}{% if change.challenger_version %} (today's challenger:
-version {{ change.challenger_version }}){% endif %}. {{ change.reason or "" }}</p>
+version {{ change.challenger_version }}){% endif %}.
+{% if change.reason %}Reason: {{ change.reason | trim(". ") }}.{% endif %}</p>
 {% if change.comparison %}
 {% set comparison = change.comparison %}
 <table>
@@ -408,7 +427,8 @@ version {{ change.challenger_version }}){% endif %}. {{ change.reason or "" }}</
 <details open><summary>Today's report beside the previous champion's
 ({{ change.previous_champion_partition }}, each on its own day's held-out traces)</summary>
 <table>
-<thead><tr><th>figure</th><th>previous champion</th><th>today</th></tr></thead>
+<thead><tr><th>figure</th><th class="num">previous champion</th><th class="num">today</th>
+</tr></thead>
 <tbody>
 {% for figure in change.figures %}
 <tr><td>{{ figure.figure | replace("_", " ") }}</td>

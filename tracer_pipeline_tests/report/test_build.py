@@ -73,7 +73,7 @@ def test_per_label_rows_are_sorted_by_share_with_coverage_and_agreement(
             "n_holdout": 4,
             "n_handled": 3,
             "coverage": 0.75,
-            "agreement": 0.6667,
+            "agreement": 2 / 3,
             "never_handled": False,
         },
         {
@@ -81,7 +81,7 @@ def test_per_label_rows_are_sorted_by_share_with_coverage_and_agreement(
             "share": 0.375,
             "n_holdout": 3,
             "n_handled": 1,
-            "coverage": 0.3333,
+            "coverage": 1 / 3,
             "agreement": 1.0,
             "never_handled": False,
         },
@@ -194,7 +194,7 @@ def test_frontier_and_candidates_are_copied_from_the_gate(holdout, deploying_gat
         "agreement_lower_bound": None,
         "refused": True,
     }
-    assert report["candidates"][0] == {"name": "logistic_regression", "fit_seconds": 2.35}
+    assert report["candidates"][0] == {"name": "logistic_regression", "fit_seconds": 2.3456}
 
 
 def test_history_gains_this_day_and_replaces_a_stale_entry_for_it(
@@ -216,7 +216,7 @@ def test_history_gains_this_day_and_replaces_a_stale_entry_for_it(
         {
             "partition": PARTITION,
             "n_traces": 40,
-            "per_label": {"card_lost": 0.75, "card_stolen": 0.3333, "close_account": 0.0},
+            "per_label": {"card_lost": 0.75, "card_stolen": 1 / 3, "close_account": 0.0},
         },
     ]
 
@@ -323,3 +323,44 @@ def test_worst_labels_markdown_lists_lowest_coverage_first(holdout, deploying_ga
 )
 def test_format_percent(fraction, trim, expected):
     assert format_percent(fraction, trim=trim) == expected
+
+
+def test_plateau_is_no_gain_over_the_last_days_despite_more_traces(
+    holdout, deploying_gate, promoted
+):
+    # Today (40 traces): card_lost 0.75, card_stolen 1/3, close_account 0.0.
+    history = [
+        {"partition": "2026-01-03", "n_traces": 20, "per_label": {"card_lost": 0.9,
+                                                                  "card_stolen": 0.1}},
+        {"partition": "2026-01-04", "n_traces": 30, "per_label": {"card_lost": 0.8,
+                                                                  "card_stolen": 0.2,
+                                                                  "close_account": 0.0}},
+    ]
+
+    over_time = _report(holdout, deploying_gate, promoted, history=history)["over_time"]
+
+    rows = {row["label"]: row for row in over_time["labels"]}
+    assert over_time["days"] == ["2026-01-03", "2026-01-04", PARTITION]
+    assert over_time["n_traces"] == [20, 30, 40]
+    assert rows["card_lost"]["coverage"] == [0.9, 0.8, 0.75]
+    assert rows["card_lost"]["plateau"] is True  # fell below its best with more traces
+    assert rows["card_lost"]["gain"] == pytest.approx(-0.15)
+    assert rows["card_stolen"]["plateau"] is False
+    assert rows["card_stolen"]["gain"] == pytest.approx(1 / 3 - 0.2)
+    assert rows["close_account"]["plateau"] is None  # two days only
+    assert rows["close_account"]["gain"] is None
+
+
+def test_no_plateau_is_claimed_when_the_refit_drew_on_no_more_traces(
+    holdout, deploying_gate, promoted
+):
+    history = [
+        {"partition": day, "n_traces": 40, "per_label": {"card_lost": 0.9}}
+        for day in ("2026-01-03", "2026-01-04")
+    ]
+
+    over_time = _report(holdout, deploying_gate, promoted, history=history)["over_time"]
+
+    (card_lost,) = [row for row in over_time["labels"] if row["label"] == "card_lost"]
+    assert card_lost["plateau"] is False
+    assert card_lost["gain"] == pytest.approx(-0.15)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import re
 from html.parser import HTMLParser
 
@@ -188,7 +189,7 @@ def test_refused_gate_renders_a_notice_and_no_threshold(holdout, refusing_gate):
 
     assert "The gate refused:" in html
     assert "no threshold certifies agreement 90% at confidence 95%." in html
-    assert "every trace goes to the LLM" in html
+    assert "every trace goes\nto the LLM" in html
     assert "No held-out trace was handled." in html
     assert 'id="frontier-plot"' in html
 
@@ -202,3 +203,100 @@ def test_empty_holdout_and_empty_frontier_render(deploying_gate, promoted):
     assert "no frontier was computed" in html
     assert 'id="per-label-table"' in html
     assert "No held-out trace was deferred." in html
+
+
+def test_cost_saved_shows_the_price_per_call_to_the_tenth_of_a_cent(
+    holdout, deploying_gate, promoted
+):
+    html = _render(holdout, deploying_gate, promoted)
+
+    # 50% held-out coverage of 10,000 daily calls at $0.002 each.
+    assert "5,000\n    of 10,000 daily calls at $0.002 each" in html
+    assert '<div class="value" id="cost-saved">$10.00</div>' in html
+
+
+def test_headline_shows_alpha_and_delta(holdout, deploying_gate, promoted):
+    html = _render(holdout, deploying_gate, promoted)
+
+    assert '<div class="value">90%</div>' in html
+    assert '<div class="value">5%</div>' in html and "δ, allowed chance" in html
+
+
+def test_defer_reasons_show_largest_count_first_after_a_json_round_trip(
+    holdout, deploying_gate, promoted
+):
+    report = build_report(
+        partition="2026-01-05",
+        holdout=holdout,
+        gate=deploying_gate,
+        deployment=promoted,
+        n_traces=40,
+        embedding_model="sentence-transformers/all-MiniLM-L6-v2",
+        price_per_llm_call=PRICE_PER_LLM_CALL,
+        daily_traffic=DAILY_TRAFFIC,
+    )
+    # As the asset writes it: keys sorted, so "label_rarely_seen" comes before "low_confidence".
+    stored = json.loads(json.dumps(report, sort_keys=True))
+
+    html = render_report_html(stored)
+
+    section = html[html.index('id="defer-reasons"') : html.index('id="confusions"')]
+    low, rare = section.index("<td>low confidence</td>"), section.index("<td>label rarely seen")
+    assert low < rare  # 2 traces before 1
+    assert "low confidence: 1, neighbours disagree: 1" in section  # card_stolen, ties by code
+
+
+def test_over_time_names_plateaus_with_their_gain(holdout, deploying_gate, promoted):
+    history = [
+        {"partition": "2026-01-03", "n_traces": 20, "per_label": {"card_lost": 0.9,
+                                                                  "card_stolen": 0.1}},
+        {"partition": "2026-01-04", "n_traces": 30, "per_label": {"card_lost": 0.8,
+                                                                  "card_stolen": 0.2}},
+    ]
+
+    html = _render(holdout, deploying_gate, promoted, history=history)
+
+    section = html[html.index('id="over-time"') : html.index('id="champion-change"')]
+    assert 'class="flag">plateau (-15.0 pts)</td>' in section
+    assert ">growing (+13.3 pts)</td>" in section
+    assert ">—</td>" in section  # close_account: one day only
+
+
+def test_a_label_at_full_coverage_is_not_flagged_as_a_plateau(holdout, deploying_gate, promoted):
+    everything_handled = holdout.assign(handled=True, defer_reason=None)
+    history = [
+        {"partition": day, "n_traces": count, "per_label": {"card_lost": 1.0}}
+        for day, count in (("2026-01-03", 20), ("2026-01-04", 30))
+    ]
+
+    html = _render(everything_handled, deploying_gate, promoted, history=history)
+
+    section = html[html.index('id="over-time"') : html.index('id="champion-change"')]
+    assert ">full coverage (+0.0 pts)</td>" in section
+    assert 'class="flag"' not in section
+
+
+def test_a_refusal_is_explained_once(holdout, refusing_gate):
+    refused_holdout = holdout.assign(handled=False, defer_reason="gate_refused")
+    deployment = {
+        "decision": "refused",
+        "champion_version": None,
+        "reason": f"gate refused: {refusing_gate['reason']}",
+    }
+
+    html = _render(refused_holdout, refusing_gate, deployment)
+
+    header = html[: html.index('<section id="headline">')]
+    assert header.count(refusing_gate["reason"]) == 1
+
+
+def test_a_refusal_with_a_champion_in_service_says_the_champion_keeps_serving(
+    holdout, refusing_gate
+):
+    refused_holdout = holdout.assign(handled=False, defer_reason="gate_refused")
+    deployment = {"decision": "refused", "champion_version": "3", "reason": "gate refused"}
+
+    html = _render(refused_holdout, refusing_gate, deployment)
+
+    assert "the champion (version 3),\ncertified on an earlier day, keeps serving" in html
+    assert "every trace goes" not in html
