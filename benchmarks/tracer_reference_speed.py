@@ -8,8 +8,9 @@ router the way speed.py times ours, on the same test embeddings:
 - `predict_batch` in batches of `--batch-size` rows (µs per row, median over the batches),
 - `predict` on one embedding at a time (ms per row, median over `--single-rows` rows),
 
-and records the process's peak resident memory after the fit (`ru_maxrss`, MB). It writes one JSON
-object to OUT.json.
+and records the process's peak resident memory after the fit (`ru_maxrss`, MB) and the CPU
+seconds of `fit_and_route` (the fit plus one routing of the test split, a second at most). It
+writes one JSON object to OUT.json.
 
 Usage (by speed.py): python tracer_reference_speed.py TRACES.jsonl TRAIN.npy TEST.npy WORK_DIR
 OUT.json --alpha 0.95
@@ -73,8 +74,10 @@ def main() -> None:
     X_train = np.load(arguments.train_embeddings).astype(np.float32)
     X_test = np.load(arguments.test_embeddings).astype(np.float32)
     arguments.work_dir.mkdir(parents=True, exist_ok=True)
+    started_cpu = time.process_time()  # fit and routing of the whole test split
     record = fit_and_route(arguments.traces, X_train, X_test, arguments.work_dir,
                            arguments.alpha)
+    record["fit_cpu_s"] = time.process_time() - started_cpu
     # ru_maxrss is in KiB on Linux; the peak so far is the fit's (routing comes after). MB are
     # 10^6 bytes.
     record["fit_peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e6
