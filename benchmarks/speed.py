@@ -2,6 +2,7 @@
 
     python benchmarks/speed.py                   # a table for people
     python benchmarks/speed.py --json            # one JSON object per line and figure
+    python benchmarks/speed.py --json-out F      # the table, and the JSON lines into F
     python benchmarks/speed.py --no-reference    # without tracer-llm: its figures are missing
     python benchmarks/speed.py --groups routing  # some groups only
     python benchmarks/speed.py --limit 500       # the embedding group on the first 500 texts
@@ -701,6 +702,8 @@ def _rounded(number: float | None) -> float | None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--json", action="store_true", help="one JSON object per figure")
+    parser.add_argument("--json-out", type=Path, default=None,
+                        help="also write the JSON lines to this file (one run, both outputs)")
     parser.add_argument(
         "--groups", nargs="+", choices=list(FIGURE_GROUPS), default=list(FIGURE_GROUPS)
     )
@@ -744,9 +747,11 @@ def main(argv: list[str] | None = None) -> int:
     groups = [name for name in FIGURE_GROUPS if name in options.groups]
     figures = [figure for group in groups for figure in FIGURE_GROUPS[group](run)]
 
+    lines = [json.dumps(figure.as_json(), ensure_ascii=False) for figure in figures]
+    if options.json_out is not None:
+        options.json_out.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
     if options.json:
-        for figure in figures:
-            print(json.dumps(figure.as_json(), ensure_ascii=False))
+        print("\n".join(lines))
     else:
         print_table(figures)
     return 0
