@@ -36,7 +36,7 @@ what they load through `SpeedRun` (Banking77, its cached embeddings, the refit, 
   References: tracer-llm's `predict_batch` (batches of 1,000) and `predict` on the same
   embeddings, and the same Router with the plain sentence-transformers embedder for text in.
   Medians, as the machine is shared with other work.
-- memory: peak resident memory (`ru_maxrss`) of the refit's child process, beside that of
+- memory: peak resident memory (VmHWM) of the refit's child process, beside that of
   tracer-llm's fit process; the target is under 2 GB.
 """
 
@@ -354,15 +354,28 @@ def full_refit(X: np.ndarray, teacher: np.ndarray, texts: Sequence[str],
     )
 
 
-def _resident_mb() -> float | None:
-    """Current resident memory of this process in MB (10^6 bytes), from /proc."""
+def _status_mb(field_name: str) -> float | None:
+    """A memory line of /proc/self/status ("VmRSS", "VmHWM") in MB (10^6 bytes), or None."""
     try:
         for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
+            if line.startswith(f"{field_name}:"):
                 return int(line.split()[1]) * 1024 / 1e6
     except OSError:
         pass
     return None
+
+
+def peak_resident_mb() -> float:
+    """Peak resident memory of this process since it started its program, in MB.
+
+    VmHWM, not `ru_maxrss`: a child started by fork and exec inherits the parent's peak in
+    `ru_maxrss` (Linux folds the forked memory's high-water mark in at exec), so a child of a
+    large parent would report the parent's peak. `ru_maxrss` only where /proc is missing.
+    """
+    peak = _status_mb("VmHWM")
+    if peak is None:
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e6  # KiB on Linux
+    return peak
 
 
 def refit_child(work_dir: Path) -> None:
@@ -382,12 +395,11 @@ def refit_child(work_dir: Path) -> None:
     X = np.load(work_dir / "embeddings.npy", allow_pickle=False)
     teacher = np.load(work_dir / "teacher.npy", allow_pickle=False)
     texts = json.loads((work_dir / "texts.json").read_text(encoding="utf-8"))
-    resident_before = _resident_mb()
+    resident_before = _status_mb("VmRSS")
     started, started_cpu = time.perf_counter(), time.process_time()
     outcomes = full_refit(X, teacher, texts, ALPHAS, embedding_model=ONNX_INT8_NAME)
     seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - started_cpu
-    # ru_maxrss is in KiB on Linux.
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e6
+    peak_mb = peak_resident_mb()
 
     router_folder = None
     routed = outcomes[ROUTING_ALPHA]

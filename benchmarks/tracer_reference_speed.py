@@ -8,7 +8,7 @@ router the way speed.py times ours, on the same test embeddings:
 - `predict_batch` in batches of `--batch-size` rows (µs per row, median over the batches),
 - `predict` on one embedding at a time (ms per row, median over `--single-rows` rows),
 
-and records the process's peak resident memory after the fit (`ru_maxrss`, MB) and the CPU
+and records the process's peak resident memory after the fit (VmHWM, MB) and the CPU
 seconds of `fit_and_route` (the fit plus one routing of the test split, a second at most). It
 writes one JSON object to OUT.json.
 
@@ -31,6 +31,20 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from tracer_reference import fit_and_route  # noqa: E402
+
+
+def peak_resident_mb() -> float:
+    """Peak resident memory of this process in MB (10^6 bytes): VmHWM of /proc/self/status.
+
+    Not `ru_maxrss`, which a child started by fork and exec inherits from its parent.
+    """
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024 / 1e6
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e6  # KiB on Linux
 
 
 def time_routing(artifact_dir: Path, X_test: np.ndarray, batch_size: int,
@@ -78,9 +92,7 @@ def main() -> None:
     record = fit_and_route(arguments.traces, X_train, X_test, arguments.work_dir,
                            arguments.alpha)
     record["fit_cpu_s"] = time.process_time() - started_cpu
-    # ru_maxrss is in KiB on Linux; the peak so far is the fit's (routing comes after). MB are
-    # 10^6 bytes.
-    record["fit_peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e6
+    record["fit_peak_rss_mb"] = peak_resident_mb()  # the fit's: routing comes after
     record["n_train"] = len(X_train)
     record.pop("handled")
     record.pop("labels")
