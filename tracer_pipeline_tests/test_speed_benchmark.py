@@ -50,3 +50,22 @@ def test_table_prints_a_missing_reference_as_missing(capsys):
     row = capsys.readouterr().out.splitlines()[2]
     assert row.split()[:4] == ["routing_single_row_ms", "0.2", "ms", "missing"]
     assert row.rstrip().endswith("yes")
+
+
+def test_a_child_process_reports_its_own_peak_memory_not_its_parents():
+    import subprocess
+    import sys
+
+    import numpy as np
+
+    from benchmarks.speed import peak_resident_mb
+
+    held = np.ones(50_000_000)  # 400 MB resident in this process while the child starts
+    child = subprocess.run(
+        [sys.executable, "-c", "from benchmarks.speed import peak_resident_mb; "
+         "print(peak_resident_mb())"],
+        check=True, capture_output=True, text=True,
+    )
+
+    assert held.nbytes == 400_000_000 and peak_resident_mb() > 400
+    assert float(child.stdout) < 200  # ru_maxrss would say > 400: the parent's peak
