@@ -13,7 +13,12 @@ from tracer_pipeline.gate.assets import parity_gate
 from tracer_pipeline.report.assets import interpretability_report
 from tracer_pipeline.resources import default_resources
 from tracer_pipeline.surrogates.assets import surrogate_candidates
+from tracer_pipeline.threads import limit_compute_threads
 from tracer_pipeline.traces.assets import raw_traces
+
+# Every process that loads the code location (each step of a run) computes with the threads
+# `$TRACER_COMPUTE_THREADS` sets, not one spinning BLAS thread per core.
+limit_compute_threads()
 
 FLYWHEEL_ASSETS = [
     raw_traces,

@@ -16,6 +16,7 @@ deployment overrides them through the environment (or through Dagster resource c
 | TRACER_EMBEDDER | onnx-int8 | `onnx-int8` (int8, ONNX Runtime) or `minilm` (fp32 fallback) |
 | TRACER_EMBEDDER_THREADS | 1 | threads of the embedder (one: the other core is often busy) |
 | TRACER_EMBEDDER_CACHE | ~/.cache/tracer-pipeline/embedders | ONNX model, built once per machine |
+| TRACER_COMPUTE_THREADS | 1 | BLAS/OpenMP threads of refits and routing (one: as above) |
 | TRACER_PRICE_PER_CALL | 0.002 | US dollars per teacher LLM call (the report's cost saved) |
 | TRACER_DAILY_TRAFFIC | 100000 | requests per day (the report's cost saved) |
 """
@@ -81,6 +82,14 @@ def embedder_threads() -> int:
     threads = int(os.environ.get("TRACER_EMBEDDER_THREADS", "1"))
     if threads < 1:
         raise ValueError(f"TRACER_EMBEDDER_THREADS must be at least 1, got {threads}")
+    return threads
+
+
+def compute_threads() -> int:
+    """Threads of numpy's BLAS and scikit-learn's OpenMP in refits and routing (`threads.py`)."""
+    threads = int(os.environ.get("TRACER_COMPUTE_THREADS", "1"))
+    if threads < 1:
+        raise ValueError(f"TRACER_COMPUTE_THREADS must be at least 1, got {threads}")
     return threads
 
 

@@ -10,7 +10,9 @@ router.route(texts, fallback=ask_the_llm)  # deferred texts answered by `fallbac
 ```
 
 Loading verifies what it loads: the policy files must hash to the SHA-256 recorded on the model
-version, and they are read as .npz (without pickle) and JSON, so loading runs no code.
+version, and they are read as .npz (without pickle) and JSON, so loading runs no code. Loading
+also limits the process's BLAS threads to `$TRACER_COMPUTE_THREADS` (default 1): with a BLAS
+thread per core, one routed text took twice as long on a busy two-core machine (threads.py).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from tracer_pipeline import settings
 from tracer_pipeline.embeddings.embedder import Embedder, load_embedder
 from tracer_pipeline.gate.policy import RoutingDecisions, RoutingPolicy
 from tracer_pipeline.storage import folder_sha256
+from tracer_pipeline.threads import limit_compute_threads
 
 ROUTER_MANIFEST = "router.json"
 POLICY_FOLDER = "policy"
@@ -118,6 +121,7 @@ class Router:
         if expected_sha256 is None:
             expected_sha256 = folder_sha256(folder / POLICY_FOLDER)
         policy, manifest = load_verified_policy(folder, expected_sha256)
+        limit_compute_threads()
         embedder = load_embedder(manifest.get("embedder", "minilm"))
         if embedder.dimension != manifest.get("embedding_dimension", embedder.dimension):
             raise RouterIntegrityError(

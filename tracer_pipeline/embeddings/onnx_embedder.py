@@ -14,7 +14,6 @@ vector stays about 0.99 either way); the fp32 fallback ("minilm") has no such ef
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -24,8 +23,8 @@ from tracer_pipeline.embeddings.embedder import (
     MINILM_DIMENSION,
     MINILM_MAX_TOKENS,
     MINILM_NAME,
-    PROGRESS_LOG_SECONDS,
     ProgressCallback,
+    ProgressLog,
 )
 
 LOGGER = logging.getLogger(__name__)
@@ -121,7 +120,7 @@ class OnnxInt8MiniLMEmbedder:
         lengths = np.fromiter((len(e.ids) for e in encodings), dtype=np.int64, count=total)
         order = np.argsort(lengths, kind="stable")
 
-        reporter = progress or _ProgressLog(total)
+        reporter = progress or ProgressLog(total, LOGGER)
         done = 0
         for start in range(0, total, self.batch_size):
             rows = order[start : start + self.batch_size]
@@ -166,22 +165,3 @@ def mean_pool_and_normalise(
     pooled = summed / counts
     norms = np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
     return (pooled / norms).astype(np.float32, copy=False)
-
-
-class _ProgressLog:
-    """Default progress reporter: an INFO line at most every `PROGRESS_LOG_SECONDS`."""
-
-    def __init__(self, total: int) -> None:
-        self.total = total
-        self.started = time.perf_counter()
-        self.last_logged = self.started
-
-    def __call__(self, done: int, total: int) -> None:
-        now = time.perf_counter()
-        if now - self.last_logged < PROGRESS_LOG_SECONDS and done < total:
-            return
-        if done == total and now - self.started < PROGRESS_LOG_SECONDS:
-            return  # a short run finishes without a progress line
-        self.last_logged = now
-        rate = done / (now - self.started)
-        LOGGER.info("embedded %d/%d texts (%.0f texts/s)", done, total, rate)
