@@ -202,12 +202,15 @@ def command_rollback(args: argparse.Namespace) -> int:
     from mlflow import MlflowClient
 
     from tracer_pipeline.deployment.registry import roll_back
+    from tracer_pipeline.storage import WarehouseLayout, registry_lock
 
     uri = settings.mlflow_tracking_uri()
     model_name = settings.registered_model_name()
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     try:
-        left, now = roll_back(client, model_name, args.to_version)
+        # A deployment running meanwhile must not judge against an alias that moves under it.
+        with registry_lock(WarehouseLayout(settings.data_dir()), holder="rollback command"):
+            left, now = roll_back(client, model_name, args.to_version)
     except ValueError as error:
         print(f"cannot roll back: {error}", file=sys.stderr)
         return 1

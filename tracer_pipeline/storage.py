@@ -84,6 +84,9 @@ class WarehouseLayout:
     def partition_lock_file(self, day: str) -> Path:
         return self.root / "locks" / f"{day}.lock"
 
+    def registry_lock_file(self) -> Path:
+        return self.root / "locks" / "registry.lock"
+
 
 def _temporary_sibling(path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -188,7 +191,32 @@ def partition_lock(
     do not nest them. The lock file's text (who holds it) is informative only; it is rewritten
     in place by each holder and is not an output.
     """
-    path = layout.partition_lock_file(day)
+    with _exclusive_lock(
+        layout.partition_lock_file(day), f"the outputs of {day} are being written", timeout_s,
+        holder,
+    ) as path:
+        yield path
+
+
+@contextlib.contextmanager
+def registry_lock(
+    layout: WarehouseLayout, timeout_s: float = 600.0, holder: str = ""
+) -> Iterator[Path]:
+    """Hold the lock of the `champion` alias while reading, judging and moving it.
+
+    Runs of different days may run side by side (a backfill beside the schedule); their
+    deployments read the alias and the recorded days, then move the alias. Under this lock one
+    deployment (or rollback) at a time does so, so a day can never move the alias back over a
+    later day that deployed meanwhile. Same mechanics and failure as `partition_lock`.
+    """
+    with _exclusive_lock(
+        layout.registry_lock_file(), "the champion alias is being moved", timeout_s, holder
+    ) as path:
+        yield path
+
+
+@contextlib.contextmanager
+def _exclusive_lock(path: Path, what: str, timeout_s: float, holder: str) -> Iterator[Path]:
     path.parent.mkdir(parents=True, exist_ok=True)
     deadline = time.monotonic() + timeout_s
     with open(path, "a+", encoding="utf-8") as handle:
@@ -201,8 +229,8 @@ def partition_lock(
                     handle.seek(0)
                     current = handle.read().strip() or "an unknown process"
                     raise PartitionLockedError(
-                        f"the outputs of {day} are being written by {current} "
-                        f"(lock {path}); waited {timeout_s:g} s. Run this day again once "
+                        f"{what} by {current} "
+                        f"(lock {path}); waited {timeout_s:g} s. Run this again once "
                         "that run has finished."
                     ) from None
                 time.sleep(LOCK_POLL_SECONDS)

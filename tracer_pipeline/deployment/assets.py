@@ -2,6 +2,7 @@
 
 import dagster as dg
 import numpy as np
+from pydantic import Field
 
 from tracer_pipeline.deployment.champion import (
     KEPT_CHAMPION,
@@ -23,10 +24,24 @@ from tracer_pipeline.embeddings.embedder import EMBEDDER_KINDS, load_embedder
 from tracer_pipeline.gate.policy import RoutingPolicy
 from tracer_pipeline.partitions import daily_partitions
 from tracer_pipeline.resources import EmbedderResource, MlflowTracking, TraceStorage
-from tracer_pipeline.storage import WarehouseLayout, folder_sha256, read_json, write_json_atomic
+from tracer_pipeline.storage import (
+    WarehouseLayout,
+    folder_sha256,
+    read_json,
+    registry_lock,
+    write_json_atomic,
+)
 from tracer_pipeline.surrogates.trace_set import read_refit_snapshot
 
 PREVIOUS_DAY = dg.TimeWindowPartitionMapping(start_offset=-1, end_offset=-1)
+
+
+class DeploymentConfig(dg.Config):
+    """How long a deployment waits for another one (or a rollback) to let go of the alias."""
+
+    lock_timeout_s: float = Field(
+        default=600.0, description="Seconds to wait for the registry lock before failing."
+    )
 
 
 def recorded_days(layout: WarehouseLayout) -> list[str]:
@@ -94,6 +109,7 @@ def _champion_policy(tracking: MlflowTracking, version: str | None, model_name: 
 )
 def deployment(
     context: dg.AssetExecutionContext,
+    config: DeploymentConfig,
     storage: TraceStorage,
     tracking: MlflowTracking,
     embedder: EmbedderResource,
@@ -106,8 +122,22 @@ def deployment(
     newest day's held-out traces as the champion — traces neither has trained or calibrated on.
     Otherwise, or when the gate refused, the champion stays and both figures are recorded.
     Re-materializing a day gives the same decision and reuses its registered version; the alias
-    only moves for the latest recorded day.
+    only moves for the latest recorded day. One deployment (or rollback) at a time holds the
+    registry lock, so runs of different days side by side cannot move the alias back.
     """
+    with registry_lock(
+        storage.layout, config.lock_timeout_s, holder=f"deployment of {context.partition_key}"
+    ):
+        return _deploy_day(context, storage, tracking, embedder)
+
+
+def _deploy_day(
+    context: dg.AssetExecutionContext,
+    storage: TraceStorage,
+    tracking: MlflowTracking,
+    embedder: EmbedderResource,
+) -> dg.MaterializeResult:
+    """The body of `deployment`, run while holding the registry lock."""
     import mlflow
 
     day = context.partition_key

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 
 import dagster as dg
@@ -144,3 +145,54 @@ def test_rollback_restores_the_replaced_champion(resources, four_days, monkeypat
     assert champion(client, name) == first
     assert client.get_model_version(name, kept_out).tags["tracer.rolled_back_to"] == first
     assert cli_main(["rollback", "--to-version", "999"]) == 1
+
+
+REGISTRY_HOLDER = """
+import sys, time
+from pathlib import Path
+from tracer_pipeline.storage import WarehouseLayout, registry_lock
+
+with registry_lock(WarehouseLayout(Path(sys.argv[1])), holder="another deployment"):
+    print("held", flush=True)
+    time.sleep(600)
+"""
+
+
+def test_a_deployment_waits_for_the_registry_lock_and_moves_nothing_meanwhile(
+    resources, four_days, instance
+):
+    import subprocess
+    import sys
+
+    from tracer_pipeline.deployment.assets import deployment
+
+    layout = resources["storage"].layout
+    tracking = resources["tracking"]
+    client = MlflowClient(tracking_uri=tracking.tracking_uri)
+    alias_before = champion(client, tracking.registered_model_name)
+    record_path = layout.deployment(four_days[1])
+    record_before = record_path.read_bytes()
+    holder = subprocess.Popen([sys.executable, "-c", REGISTRY_HOLDER, str(layout.root.parent)],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        refused = dg.materialize(
+            [deployment], partition_key=four_days[1], resources=resources, instance=instance,
+            run_config={"ops": {"deployment": {"config": {"lock_timeout_s": 0.3}}}},
+            raise_on_error=False,
+        )
+    finally:
+        holder.kill()
+        holder.wait()
+
+    assert not refused.success
+    (failure,) = [event for event in refused.all_events if event.is_step_failure]
+    message = str(failure.step_failure_data.error)
+    assert "PartitionLockedError" in message and "another deployment" in message
+    assert champion(client, tracking.registered_model_name) == alias_before
+    assert record_path.read_bytes() == record_before
+
+    again = dg.materialize([deployment], partition_key=four_days[1], resources=resources,
+                           instance=instance)
+    assert again.success
+    assert read_json(record_path) == json.loads(record_before)
