@@ -39,7 +39,7 @@ def run_days(days: list[str], run_config: dict | None = None) -> list[dict]:
 
     from tracer_pipeline.definitions import defs
     from tracer_pipeline.resources import default_resources
-    from tracer_pipeline.storage import WarehouseLayout, read_json
+    from tracer_pipeline.storage import WarehouseLayout, partition_lock, read_json
 
     instance = dg.DagsterInstance.get()
     job = defs.resolve_job_def("daily_refit")
@@ -47,10 +47,12 @@ def run_days(days: list[str], run_config: dict | None = None) -> list[dict]:
     summaries = []
     for day in days:
         started = time.perf_counter()
-        result = job.execute_in_process(
-            partition_key=day, instance=instance, resources=default_resources(),
-            run_config=run_config,
-        )
+        # Outside the Dagster queue: the day's lock keeps a second command off the same day.
+        with partition_lock(layout, day, holder="tracer-pipeline materialize"):
+            result = job.execute_in_process(
+                partition_key=day, instance=instance, resources=default_resources(),
+                run_config=run_config,
+            )
         if not result.success:
             raise SystemExit(f"the refit of {day} failed; see the run in the Dagster UI")
         gate = read_json(layout.gate_outcome(day))

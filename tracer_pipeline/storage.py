@@ -14,6 +14,7 @@ import os
 import shutil
 import socket
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Iterator, Mapping
@@ -186,10 +187,11 @@ def partition_lock(
     Dagster queue, whose tag limit otherwise keeps them apart) take turns: the second waits up
     to `timeout_s` seconds, then raises `PartitionLockedError` naming the holder. The lock is an
     `fcntl.flock` on `warehouse/locks/<day>.lock`; the kernel releases it when the holding
-    process exits, even when it is killed, so a crashed run never leaves a day locked. Locks are
-    per open file: a second `partition_lock` on the same day inside one process also waits, so
-    do not nest them. The lock file's text (who holds it) is informative only; it is rewritten
-    in place by each holder and is not an output.
+    process exits, even when it is killed, so a crashed run never leaves a day locked. The lock
+    is re-entrant within one thread (a command that holds the day for a whole run may call
+    assets that take it again); another thread of the same process waits like another process.
+    The lock file's text (who holds it) is informative only; it is rewritten in place by each
+    holder and is not an output.
     """
     with _exclusive_lock(
         layout.partition_lock_file(day), f"the outputs of {day} are being written", timeout_s,
@@ -215,8 +217,17 @@ def registry_lock(
         yield path
 
 
+# Lock files held by the current thread: taking one of them again does not wait for itself.
+_HELD_BY_THREAD = threading.local()
+
+
 @contextlib.contextmanager
 def _exclusive_lock(path: Path, what: str, timeout_s: float, holder: str) -> Iterator[Path]:
+    held = _HELD_BY_THREAD.__dict__.setdefault("paths", set())
+    key = str(path.resolve())
+    if key in held:
+        yield path
+        return
     path.parent.mkdir(parents=True, exist_ok=True)
     deadline = time.monotonic() + timeout_s
     with open(path, "a+", encoding="utf-8") as handle:
@@ -242,6 +253,8 @@ def _exclusive_lock(path: Path, what: str, timeout_s: float, holder: str) -> Ite
                 f"{f' ({holder})' if holder else ''} since {time.strftime('%Y-%m-%dT%H:%M:%S%z')}"
             )
             handle.flush()
+            held.add(key)
             yield path
         finally:
+            held.discard(key)
             fcntl.flock(handle, fcntl.LOCK_UN)

@@ -127,3 +127,25 @@ def test_the_instance_queue_runs_one_run_per_partition_at_a_time():
     assert limit == {
         "key": "dagster/partition", "value": {"applyLimitPerUniqueValue": True}, "limit": 1
     }
+
+
+def test_the_same_thread_takes_the_lock_again_without_waiting_for_itself(tmp_path):
+    layout = WarehouseLayout(tmp_path)
+    with partition_lock(layout, DAY, timeout_s=0.0):
+        with partition_lock(layout, DAY, timeout_s=0.0):
+            pass
+        other_thread_failed = []
+
+        def other() -> None:
+            try:
+                with partition_lock(layout, DAY, timeout_s=0.2):
+                    pass
+            except PartitionLockedError:
+                other_thread_failed.append(True)
+
+        thread = threading.Thread(target=other)
+        thread.start()
+        thread.join()
+        assert other_thread_failed == [True]
+    with partition_lock(layout, DAY, timeout_s=0.0):
+        pass
