@@ -72,20 +72,29 @@ def _minibatches(n_rows: int, batch_size: int, rng: np.random.Generator):
 def fit_softmax_sgd(
     X: np.ndarray, codes: np.ndarray, n_classes: int, l2: float = 1e-4, epochs: int = 15,
     learning_rate: float = 0.05, batch_size: int = 64, seed: int = 0,
+    start: tuple[np.ndarray, np.ndarray] | None = None, first_epoch: int = 0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Multinomial logistic regression by minibatch SGD with momentum 0.9, decaying step.
+
+    `start` (weights, bias) warm-starts from an earlier solution; `first_epoch` continues its
+    step schedule (the step of epoch e is learning_rate / (1 + first_epoch + e)), so a warm
+    start refines the solution instead of jumping away from it with the largest steps.
 
     Returns:
         weights (dimension, n_classes) and bias (n_classes,), float32.
     """
     X = np.ascontiguousarray(X, dtype=np.float32)
     rng = np.random.default_rng(seed)
-    weights = np.zeros((X.shape[1], n_classes), dtype=np.float32)
-    bias = np.zeros(n_classes, dtype=np.float32)
+    if start is None:
+        weights = np.zeros((X.shape[1], n_classes), dtype=np.float32)
+        bias = np.zeros(n_classes, dtype=np.float32)
+    else:
+        weights = np.array(start[0], dtype=np.float32)
+        bias = np.array(start[1], dtype=np.float32)
     weight_velocity, bias_velocity = np.zeros_like(weights), np.zeros_like(bias)
     targets = _one_hot(codes, n_classes)
     for epoch in range(epochs):
-        step = learning_rate / (1.0 + epoch)
+        step = learning_rate / (1.0 + first_epoch + epoch)
         for batch in _minibatches(X.shape[0], batch_size, rng):
             residual = (softmax(X[batch] @ weights + bias) - targets[batch]) / batch.size
             weight_velocity = 0.9 * weight_velocity - step * (X[batch].T @ residual + l2 * weights)
@@ -98,8 +107,12 @@ def fit_softmax_sgd(
 def fit_mlp_adam(
     X: np.ndarray, codes: np.ndarray, n_classes: int, hidden: int = 256, l2: float = 1e-4,
     epochs: int = 20, learning_rate: float = 1e-3, batch_size: int = 128, seed: int = 0,
+    start: list[tuple[np.ndarray, np.ndarray]] | None = None,
 ) -> list[tuple[np.ndarray, np.ndarray]]:
     """One-hidden-layer ReLU network with a softmax output, trained by Adam.
+
+    `start` ([(W1, b1), (W2, b2)], shapes as returned) warm-starts from earlier weights; the
+    Adam moments start from zero either way.
 
     Returns:
         [(W1, b1), (W2, b2)], float32.
@@ -113,6 +126,13 @@ def fit_mlp_adam(
         (rng.standard_normal((hidden, n_classes)) * np.sqrt(1.0 / hidden)).astype(np.float32),
         np.zeros(n_classes, dtype=np.float32),
     ]
+    if start is not None:
+        (first_weights, first_bias), (second_weights, second_bias) = start
+        expected = [value.shape for value in parameters]
+        parameters = [np.array(value, dtype=np.float32) for value in
+                      (first_weights, first_bias, second_weights, second_bias)]
+        if [value.shape for value in parameters] != expected:
+            raise ValueError(f"start shapes {[v.shape for v in parameters]} != {expected}")
     first_moment = [np.zeros_like(value) for value in parameters]
     second_moment = [np.zeros_like(value) for value in parameters]
     targets = _one_hot(codes, n_classes)
