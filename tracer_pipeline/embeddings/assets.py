@@ -54,9 +54,9 @@ def trace_embeddings(
     Written to `warehouse/embeddings/<day>.parquet` keyed by the text's content key, so the
     refit joins them to traces of any day. A text an earlier day already embedded (same model)
     reuses that vector instead of being embedded again. Only this day's file is written:
-    re-materializing a day never changes another day's embeddings. Texts longer than the long-text limit are cut
-    before embedding (the model would ignore the rest anyway). The embedder is the resource's
-    kind: int8 ONNX by default, whose name ("…/onnx-int8") is recorded with the vectors.
+    re-materializing a day never changes another day's embeddings. Texts longer than the
+    long-text limit are cut before embedding (the model would ignore the rest anyway). The
+    embedder is the resource's kind: int8 ONNX by default, whose name ("…/onnx-int8") is recorded with the vectors.
     """
     day = context.partition_key
     layout = storage.layout

@@ -208,12 +208,11 @@ def _fit_linear(spec: CandidateSpec, X: np.ndarray, codes: np.ndarray, n_classes
             max_iter=iterations, start=warm_start,
         )
     else:
-        epochs = int(spec.params.get("epochs", 6))
         weights, bias = training.fit_softmax_sgd(
             standardised, codes, n_classes, l2=float(spec.params.get("alpha", 1e-4)),
-            epochs=epochs if previous is None else int(spec.params.get("warm_epochs", 2)),
+            epochs=int(spec.params.get("epochs" if previous is None else "warm_epochs",
+                                       6 if previous is None else 2)),
             seed=seed, start=warm_start if previous is not None else None,
-            first_epoch=0 if previous is None else epochs,
         )
     solution = (np.asarray(weights, dtype=np.float64), np.asarray(bias, dtype=np.float64))
     folded_weights, folded_bias = _fold_standardisation(*solution, mean, scale)
@@ -229,7 +228,8 @@ def _fit_mlp(spec: CandidateSpec, X: np.ndarray, codes: np.ndarray, n_classes: i
 
     With `previous` (the same candidate of an earlier refit, labels in `label_space`), training
     starts from its weights (the hidden layer rewritten for this refit's standardisation, the
-    output layer re-indexed to this refit's labels) and runs `warm_epochs` epochs (default 2).
+    output layer re-indexed to this refit's labels) and runs `warm_epochs` epochs (default 2),
+    or the full `epochs` when labels new since the earlier refit need their columns learned.
     """
     mean, scale = _standardisation(X)
     present = np.unique(codes)
@@ -241,7 +241,11 @@ def _fit_mlp(spec: CandidateSpec, X: np.ndarray, codes: np.ndarray, n_classes: i
             previous.arrays["weights_0"], previous.arrays["bias_0"], mean, scale
         )
         start = [hidden_layer, _carry_columns(previous, label_space[present], layer="_1")]
-        epochs = int(spec.params.get("warm_epochs", 2))
+        earlier_labels = set(previous.label_space[previous.arrays["columns"]])
+        # A few Adam steps do not teach the fresh output columns of new labels: then the
+        # full budget runs from the warm start.
+        if set(label_space[present]) <= earlier_labels:
+            epochs = int(spec.params.get("warm_epochs", 2))
     layers = training.fit_mlp_adam(
         ((X - mean) / scale).astype(np.float32), codes, n_classes,
         hidden=int(spec.params.get("hidden", 256)), l2=float(spec.params.get("alpha", 1e-4)),

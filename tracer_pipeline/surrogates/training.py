@@ -27,7 +27,7 @@ def fit_softmax_lbfgs(
 
     Minimises C * sum(cross-entropy) + 0.5 * ||W||^2 (scikit-learn's convention), scaled by
     1 / (C n) for numerical comfort. The bias is not penalised. `start` (weights, bias) warm-starts
-    the solver, e.g. from the solution at a neighbouring C.
+    the solver, e.g. from the solution at a neighbouring C; with `max_iter` 0 it is returned as is.
 
     Returns:
         weights (dimension, n_classes) and bias (n_classes,), float64.
@@ -55,6 +55,9 @@ def fit_softmax_lbfgs(
         initial = np.zeros(dimension * n_classes + n_classes)
     else:
         initial = np.concatenate([np.ravel(start[0]), np.ravel(start[1])]).astype(np.float64)
+    if max_iter <= 0:
+        return initial[: dimension * n_classes].reshape(dimension, n_classes), initial[
+            dimension * n_classes:]
     result = optimize.minimize(
         objective, initial, jac=True, method="L-BFGS-B",
         options={"maxiter": max_iter, "gtol": tolerance, "ftol": 1e-10},
