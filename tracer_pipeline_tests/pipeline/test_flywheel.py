@@ -149,6 +149,13 @@ def test_refit_for_a_day_never_reads_later_days(resources, instance):
     assert manifest["warm_started"], "no candidate was warm-started"
     assert read_json(storage.layout.refit_manifest(days[2]))["warm_start_from"] == days[1]
 
+    # A window of two days: day three's refit reads days two and three only.
+    materialize_day([FLYWHEEL_ASSETS[2]], days[2], resources, instance,
+                    {"ops": {"surrogate_candidates": {"config": {"window_days": 2}}}})
+    manifest = read_json(storage.layout.refit_manifest(days[2]))
+    assert manifest["days"] == days[1:]
+    assert set(pd.read_parquet(storage.layout.trace_splits(days[2]))["day"]) == set(days[1:])
+
 
 def test_a_text_seen_on_an_earlier_day_is_not_embedded_again(resources, instance):
     storage = resources["storage"]
