@@ -183,7 +183,7 @@ def _fit_linear(spec: CandidateSpec, X: np.ndarray, codes: np.ndarray, n_classes
     `warm_start` is a solution of this refit in its standardised space (neighbouring C values
     have nearby optima). `previous` is the same candidate of an earlier refit (labels in
     `label_space`): its solution, rewritten for this refit's standardisation and labels, is the
-    start, and the solver runs `warm_max_iter` L-BFGS iterations (default 15) or `warm_epochs`
+    start, and the solver runs `warm_max_iter` L-BFGS iterations (default 10) or `warm_epochs`
     SGD epochs (default 2, continuing the step schedule) instead of the cold budget.
 
     Returns the surrogate kind, its exported arrays and the solution in standardised space.
@@ -200,7 +200,7 @@ def _fit_linear(spec: CandidateSpec, X: np.ndarray, codes: np.ndarray, n_classes
         # A warm-started solve needs fewer iterations; both stop at a loose tolerance, which
         # costs little accuracy here and is what keeps a refit within seconds.
         if previous is not None:
-            iterations = int(spec.params.get("warm_max_iter", 15))
+            iterations = int(spec.params.get("warm_max_iter", 10))
         else:
             iterations = int(spec.params.get("max_iter", 60 if warm_start is None else 30))
         weights, bias = training.fit_softmax_lbfgs(
@@ -211,7 +211,7 @@ def _fit_linear(spec: CandidateSpec, X: np.ndarray, codes: np.ndarray, n_classes
         weights, bias = training.fit_softmax_sgd(
             standardised, codes, n_classes, l2=float(spec.params.get("alpha", 1e-4)),
             epochs=int(spec.params.get("epochs" if previous is None else "warm_epochs",
-                                       6 if previous is None else 2)),
+                                       6 if previous is None else 1)),
             seed=seed, start=warm_start if previous is not None else None,
         )
     solution = (np.asarray(weights, dtype=np.float64), np.asarray(bias, dtype=np.float64))
@@ -228,7 +228,7 @@ def _fit_mlp(spec: CandidateSpec, X: np.ndarray, codes: np.ndarray, n_classes: i
 
     With `previous` (the same candidate of an earlier refit, labels in `label_space`), training
     starts from its weights (the hidden layer rewritten for this refit's standardisation, the
-    output layer re-indexed to this refit's labels) and runs `warm_epochs` epochs (default 2),
+    output layer re-indexed to this refit's labels) and runs `warm_epochs` epochs (default 1),
     or the full `epochs` when labels new since the earlier refit need their columns learned.
     """
     mean, scale = _standardisation(X)
@@ -245,7 +245,7 @@ def _fit_mlp(spec: CandidateSpec, X: np.ndarray, codes: np.ndarray, n_classes: i
         # A few Adam steps do not teach the fresh output columns of new labels: then the
         # full budget runs from the warm start.
         if set(label_space[present]) <= earlier_labels:
-            epochs = int(spec.params.get("warm_epochs", 2))
+            epochs = int(spec.params.get("warm_epochs", 1))
     layers = training.fit_mlp_adam(
         ((X - mean) / scale).astype(np.float32), codes, n_classes,
         hidden=int(spec.params.get("hidden", 256)), l2=float(spec.params.get("alpha", 1e-4)),
