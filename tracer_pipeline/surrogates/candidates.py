@@ -184,7 +184,8 @@ def _fit_linear(spec: CandidateSpec, X: np.ndarray, codes: np.ndarray, n_classes
     have nearby optima). `previous` is the same candidate of an earlier refit (labels in
     `label_space`): its solution, rewritten for this refit's standardisation and labels, is the
     start, and the solver runs `warm_max_iter` L-BFGS iterations (default 10) or `warm_epochs`
-    SGD epochs (default 2, continuing the step schedule) instead of the cold budget.
+    SGD epochs (default 1; the step schedule starts again, so that labels new since then are
+    learned at full step) instead of the cold budget.
 
     Returns the surrogate kind, its exported arrays and the solution in standardised space.
     """
