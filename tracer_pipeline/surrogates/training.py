@@ -75,13 +75,12 @@ def _minibatches(n_rows: int, batch_size: int, rng: np.random.Generator):
 def fit_softmax_sgd(
     X: np.ndarray, codes: np.ndarray, n_classes: int, l2: float = 1e-4, epochs: int = 15,
     learning_rate: float = 0.05, batch_size: int = 64, seed: int = 0,
-    start: tuple[np.ndarray, np.ndarray] | None = None, first_epoch: int = 0,
+    start: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Multinomial logistic regression by minibatch SGD with momentum 0.9, decaying step.
 
-    `start` (weights, bias) warm-starts from an earlier solution; `first_epoch` continues its
-    step schedule (the step of epoch e is learning_rate / (1 + first_epoch + e)), so a warm
-    start refines the solution instead of jumping away from it with the largest steps.
+    `start` (weights, bias) warm-starts from an earlier solution (the step schedule starts
+    again from `learning_rate`).
 
     Returns:
         weights (dimension, n_classes) and bias (n_classes,), float32.
@@ -97,7 +96,7 @@ def fit_softmax_sgd(
     weight_velocity, bias_velocity = np.zeros_like(weights), np.zeros_like(bias)
     targets = _one_hot(codes, n_classes)
     for epoch in range(epochs):
-        step = learning_rate / (1.0 + first_epoch + epoch)
+        step = learning_rate / (1.0 + epoch)
         for batch in _minibatches(X.shape[0], batch_size, rng):
             residual = (softmax(X[batch] @ weights + bias) - targets[batch]) / batch.size
             weight_velocity = 0.9 * weight_velocity - step * (X[batch].T @ residual + l2 * weights)
