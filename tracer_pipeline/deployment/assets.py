@@ -156,6 +156,9 @@ def _deploy_day(
     metrics: dict[str, float] = {}
     if gate.get("decision") != "deploy":
         decision, reason, champion_after = REFUSED, f"gate refused: {gate.get('reason')}", champion
+        # A refused challenger answers nothing: its coverage of the newest day is 0, logged so
+        # that the refit runs stay comparable in the MLflow UI.
+        metrics = {"coverage_fresh_challenger": 0.0}
     else:
         challenger = RoutingPolicy.load(layout.policy(day))
         champion_policy, champion_manifest = _champion_policy(tracking, champion, model_name)

@@ -3,13 +3,41 @@
 import time
 
 import dagster as dg
+import numpy as np
 import pandas as pd
 
 from tracer_pipeline.embeddings.embedder import PROGRESS_LOG_SECONDS
-from tracer_pipeline.embeddings.store import write_embeddings
-from tracer_pipeline.partitions import daily_partitions
+from tracer_pipeline.embeddings.store import read_embeddings, write_embeddings
+from tracer_pipeline.partitions import daily_partitions, days_up_to
 from tracer_pipeline.resources import EmbedderResource, TraceStorage
+from tracer_pipeline.storage import WarehouseLayout
 from tracer_pipeline.traces.reader import LONG_TEXT_CHARS
+
+
+def earlier_vectors(
+    layout: WarehouseLayout, day: str, text_keys: list[str], model_name: str
+) -> dict[str, np.ndarray]:
+    """Vectors that days before `day` already computed for some of `text_keys` with this model.
+
+    A text is keyed by its content, so a text seen on an earlier day is not embedded again.
+    Only earlier days are read, never a later one.
+    """
+    # Known shortcoming: every earlier day's file is scanned; a long history would want one
+    # content-keyed index of all vectors instead.
+    wanted = set(text_keys)
+    found: dict[str, np.ndarray] = {}
+    for earlier in days_up_to(day)[:-1]:
+        path = layout.embeddings(earlier)
+        if not wanted or not path.exists():
+            continue
+        keys, matrix, model = read_embeddings(path)
+        if model != model_name:
+            continue
+        for position, key in enumerate(keys):
+            if key in wanted:
+                found[key] = matrix[position]
+                wanted.discard(key)
+    return found
 
 
 @dg.asset(
@@ -24,10 +52,12 @@ def trace_embeddings(
     """Sentence embeddings of the day's trace texts, one row per distinct text.
 
     Written to `warehouse/embeddings/<day>.parquet` keyed by the text's content key, so the
-    refit joins them to traces of any day. Only this day's file is written: re-materializing a
-    day never changes another day's embeddings. Texts longer than the long-text limit are cut
-    before embedding (the model would ignore the rest anyway). The embedder is the resource's
-    kind: int8 ONNX by default, whose name ("…/onnx-int8") is recorded with the vectors.
+    refit joins them to traces of any day. A text an earlier day already embedded (same model)
+    reuses that vector instead of being embedded again. Only this day's file is written:
+    re-materializing a day never changes another day's embeddings. Texts longer than the
+    long-text limit are cut before embedding (the model would ignore the rest anyway). The
+    embedder is the resource's kind: int8 ONNX by default, whose name ("…/onnx-int8") is
+    recorded with the vectors, with the seconds the embedding took.
     """
     day = context.partition_key
     layout = storage.layout
@@ -35,17 +65,30 @@ def trace_embeddings(
     distinct = traces.drop_duplicates("text_key")
 
     model = embedder.get()
+    keys = distinct["text_key"].tolist()
+    reused = earlier_vectors(layout, day, keys, model.name)
+    new = [key not in reused for key in keys]
     started = time.perf_counter()
-    texts = [text[:LONG_TEXT_CHARS] for text in distinct["input"]]
-    vectors = model.embed(texts, progress=_progress_log(context, day, started))
+    texts = [text[:LONG_TEXT_CHARS] for text, is_new in zip(distinct["input"], new) if is_new]
+    fresh = model.embed(texts, progress=_progress_log(context, day, started))
     seconds = time.perf_counter() - started
-    write_embeddings(layout.embeddings(day), distinct["text_key"].tolist(), vectors, model.name)
+    vectors = np.zeros((len(keys), model.dimension), dtype=np.float32)
+    if texts:
+        vectors[np.flatnonzero(new)] = fresh
+    for position, key in enumerate(keys):
+        if key in reused:
+            vectors[position] = reused[key]
+    write_embeddings(layout.embeddings(day), keys, vectors, model.name, seconds=seconds)
 
     rate = len(texts) / seconds if seconds > 0 and texts else 0.0
-    context.log.info(f"{day}: embedded {len(texts)} distinct texts in {seconds:.1f} s")
+    context.log.info(
+        f"{day}: embedded {len(texts)} distinct texts in {seconds:.1f} s, "
+        f"reused {len(reused)} vectors of earlier days"
+    )
     return dg.MaterializeResult(
         metadata={
             "texts_embedded": len(texts),
+            "texts_reused_from_earlier_days": len(reused),
             "traces": len(traces),
             "model": model.name,
             "dimension": model.dimension,

@@ -11,8 +11,12 @@ import pyarrow.parquet as pq
 from tracer_pipeline.storage import _temporary_sibling
 
 
-def write_embeddings(path: Path, text_keys: list[str], vectors: np.ndarray, model: str) -> None:
-    """Write `vectors` (n, d) float32 keyed by `text_keys`, atomically, as a fixed-size list."""
+def write_embeddings(path: Path, text_keys: list[str], vectors: np.ndarray, model: str,
+                     seconds: float | None = None) -> None:
+    """Write `vectors` (n, d) float32 keyed by `text_keys`, atomically, as a fixed-size list.
+
+    `seconds`, the time the embedding took, is kept in the file's metadata for the refit runs.
+    """
     vectors = np.ascontiguousarray(vectors, dtype=np.float32)
     dimension = vectors.shape[1] if vectors.ndim == 2 else 0
     flat = pa.array(vectors.reshape(-1), type=pa.float32())
@@ -21,7 +25,8 @@ def write_embeddings(path: Path, text_keys: list[str], vectors: np.ndarray, mode
             "text_key": pa.array(text_keys, type=pa.string()),
             "embedding": pa.FixedSizeListArray.from_arrays(flat, dimension),
         },
-        metadata={"model": model, "dimension": str(dimension)},
+        metadata={"model": model, "dimension": str(dimension),
+                  **({} if seconds is None else {"embed_seconds": f"{seconds:.6f}"})},
     )
     temporary = _temporary_sibling(path)
     try:
@@ -41,3 +46,10 @@ def read_embeddings(path: Path) -> tuple[list[str], np.ndarray, str]:
     matrix = values.reshape(len(table), dimension) if len(table) else np.zeros((0, dimension),
                                                                              np.float32)
     return table.column("text_key").to_pylist(), matrix, metadata.get(b"model", b"").decode()
+
+
+def read_embedding_seconds(path: Path) -> float | None:
+    """Seconds the embedding of an embeddings file took, if it was recorded (schema only)."""
+    metadata = pq.read_schema(path).metadata or {}
+    value = metadata.get(b"embed_seconds")
+    return float(value) if value is not None else None

@@ -83,6 +83,7 @@ class FittedCandidate:
         fit_seconds: wall time of the fit, in seconds.
         kind: the numpy forward pass (see `tracer_pipeline.surrogates.arrays`).
         arrays: the exported parameters.
+        warm_started: whether the fit started from an earlier refit's solution.
     """
 
     spec: CandidateSpec
@@ -90,6 +91,7 @@ class FittedCandidate:
     fit_seconds: float
     kind: str = ""
     arrays: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+    warm_started: bool = False
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
         """Probabilities (n, len(label_space)); labels the candidate never saw get 0."""
@@ -118,30 +120,100 @@ def _fold_standardisation(
     return folded_weights.astype(np.float32), folded_bias.astype(np.float32)
 
 
+def _unfold_standardisation(
+    folded_weights: np.ndarray, folded_bias: np.ndarray, mean: np.ndarray, scale: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Rewrite W'·x + b' as W·((x - mean)/scale) + b for a new (mean, scale): same function.
+
+    The inverse of `_fold_standardisation`; a warm start of a refit whose traces have another
+    mean and scale begins exactly at the earlier model's predictions.
+    """
+    folded_weights = np.asarray(folded_weights, dtype=np.float64)
+    weights = folded_weights * scale[:, None]
+    bias = np.asarray(folded_bias, dtype=np.float64) + mean @ folded_weights
+    return weights, bias
+
+
+def _carry_columns(
+    previous: FittedCandidate, present_labels: np.ndarray, layer: str = ""
+) -> tuple[np.ndarray, np.ndarray]:
+    """An earlier output layer (arrays `weights<layer>`, `bias<layer>`) re-indexed to new labels.
+
+    Columns of labels the earlier model knew are copied; a label it never saw gets zero weights
+    and the lowest earlier bias (a small prior the optimiser then raises); a label that is gone
+    (e.g. left the window) is dropped.
+    """
+    weights = np.asarray(previous.arrays[f"weights{layer}"], dtype=np.float64)
+    bias = np.asarray(previous.arrays[f"bias{layer}"], dtype=np.float64)
+    earlier_labels = previous.label_space[previous.arrays["columns"]]
+    column_of = {label: column for column, label in enumerate(earlier_labels)}
+    source = np.array([column_of.get(label, -1) for label in present_labels], dtype=np.int64)
+    carried = source >= 0
+    grown_weights = np.zeros((weights.shape[0], present_labels.size))
+    lowest_bias = bias[source[carried]].min() if carried.any() else 0.0
+    grown_bias = np.full(present_labels.size, lowest_bias)
+    grown_weights[:, carried] = weights[:, source[carried]]
+    grown_bias[carried] = bias[source[carried]]
+    return grown_weights, grown_bias
+
+
+def _warm_start_source(
+    previous: FittedCandidate | None, spec: CandidateSpec, dimension: int
+) -> FittedCandidate | None:
+    """`previous` if it is the same candidate (name, kind, shape) on the same embeddings."""
+    if previous is None or previous.spec.kind != spec.kind:
+        return None
+    if spec.kind in (LOGISTIC, SGD):
+        weights = previous.arrays.get("weights")
+        return previous if weights is not None and weights.shape[0] == dimension else None
+    if spec.kind == MLP:
+        first = previous.arrays.get("weights_0")
+        hidden = int(spec.params.get("hidden", 256))
+        if first is not None and first.shape == (dimension, hidden):
+            return previous
+    return None
+
+
 def _fit_linear(spec: CandidateSpec, X: np.ndarray, codes: np.ndarray, n_classes: int,
-                seed: int, warm_start: tuple | None = None) -> tuple:
+                seed: int, warm_start: tuple | None = None,
+                previous: FittedCandidate | None = None,
+                label_space: np.ndarray | None = None) -> tuple:
     """Softmax regression on standardised embeddings: L-BFGS (`logistic`) or SGD (`sgd`).
 
-    Returns the surrogate kind, its exported arrays and the solution in standardised space (the
-    warm start of the next logistic candidate: neighbouring C values have nearby optima).
+    `warm_start` is a solution of this refit in its standardised space (neighbouring C values
+    have nearby optima). `previous` is the same candidate of an earlier refit (labels in
+    `label_space`): its solution, rewritten for this refit's standardisation and labels, is the
+    start, and the solver runs `warm_max_iter` L-BFGS iterations (default 10) or `warm_epochs`
+    SGD epochs (default 1; the step schedule starts again, so that labels new since then are
+    learned at full step) instead of the cold budget.
+
+    Returns the surrogate kind, its exported arrays and the solution in standardised space.
     """
     mean, scale = _standardisation(X)
     standardised = ((X - mean) / scale).astype(np.float32)
     # Outputs only for labels seen in training, so that unseen labels get probability 0.
     present = np.unique(codes)
     codes, n_classes = np.searchsorted(present, codes), present.size
+    if previous is not None:
+        folded = _carry_columns(previous, label_space[present])
+        warm_start = _unfold_standardisation(*folded, mean, scale)
     if spec.kind == LOGISTIC:
         # A warm-started solve needs fewer iterations; both stop at a loose tolerance, which
         # costs little accuracy here and is what keeps a refit within seconds.
-        default_iterations = 60 if warm_start is None else 30
+        if previous is not None:
+            iterations = int(spec.params.get("warm_max_iter", 10))
+        else:
+            iterations = int(spec.params.get("max_iter", 60 if warm_start is None else 30))
         weights, bias = training.fit_softmax_lbfgs(
             standardised, codes, n_classes, C=float(spec.params.get("C", 1.0)),
-            max_iter=int(spec.params.get("max_iter", default_iterations)), start=warm_start,
+            max_iter=iterations, start=warm_start,
         )
     else:
         weights, bias = training.fit_softmax_sgd(
             standardised, codes, n_classes, l2=float(spec.params.get("alpha", 1e-4)),
-            epochs=int(spec.params.get("epochs", 6)), seed=seed,
+            epochs=int(spec.params.get("epochs" if previous is None else "warm_epochs",
+                                       6 if previous is None else 1)),
+            seed=seed, start=warm_start if previous is not None else None,
         )
     solution = (np.asarray(weights, dtype=np.float64), np.asarray(bias, dtype=np.float64))
     folded_weights, folded_bias = _fold_standardisation(*solution, mean, scale)
@@ -151,17 +223,36 @@ def _fit_linear(spec: CandidateSpec, X: np.ndarray, codes: np.ndarray, n_classes
 
 
 def _fit_mlp(spec: CandidateSpec, X: np.ndarray, codes: np.ndarray, n_classes: int,
-             seed: int) -> tuple:
-    """One-hidden-layer ReLU network on standardised embeddings, trained by Adam."""
+             seed: int, previous: FittedCandidate | None = None,
+             label_space: np.ndarray | None = None) -> tuple:
+    """One-hidden-layer ReLU network on standardised embeddings, trained by Adam.
+
+    With `previous` (the same candidate of an earlier refit, labels in `label_space`), training
+    starts from its weights (the hidden layer rewritten for this refit's standardisation, the
+    output layer re-indexed to this refit's labels) and runs `warm_epochs` epochs (default 1),
+    or the full `epochs` when labels new since the earlier refit need their columns learned.
+    """
     mean, scale = _standardisation(X)
     present = np.unique(codes)
     codes, n_classes = np.searchsorted(present, codes), present.size
+    start = None
+    epochs = int(spec.params.get("epochs", 10))
+    if previous is not None:
+        hidden_layer = _unfold_standardisation(
+            previous.arrays["weights_0"], previous.arrays["bias_0"], mean, scale
+        )
+        start = [hidden_layer, _carry_columns(previous, label_space[present], layer="_1")]
+        earlier_labels = set(previous.label_space[previous.arrays["columns"]])
+        # A few Adam steps do not teach the fresh output columns of new labels: then the
+        # full budget runs from the warm start.
+        if set(label_space[present]) <= earlier_labels:
+            epochs = int(spec.params.get("warm_epochs", 1))
     layers = training.fit_mlp_adam(
         ((X - mean) / scale).astype(np.float32), codes, n_classes,
         hidden=int(spec.params.get("hidden", 256)), l2=float(spec.params.get("alpha", 1e-4)),
-        epochs=int(spec.params.get("epochs", 10)),
+        epochs=epochs,
         learning_rate=float(spec.params.get("learning_rate", 1e-3)),
-        batch_size=int(spec.params.get("batch_size", 128)), seed=seed,
+        batch_size=int(spec.params.get("batch_size", 128)), seed=seed, start=start,
     )
     (first_weights, first_bias), (second_weights, second_bias) = layers
     folded_weights, folded_bias = _fold_standardisation(
@@ -243,6 +334,7 @@ def fit_candidates(
     time_budget_s: float | None = None,
     random_state: int = 0,
     label_space: Sequence[str] | None = None,
+    warm_start_from: Sequence[FittedCandidate] | None = None,
 ) -> list[FittedCandidate]:
     """Fit each candidate once on (X, y) and export it to numpy arrays.
 
@@ -256,6 +348,11 @@ def fit_candidates(
         random_state: seed for the stochastic fitters.
         label_space: labels the probabilities should cover (sorted); default the labels of y.
             Labels in y must be part of it.
+        warm_start_from: candidates of an earlier refit (e.g. the previous day's). A logistic,
+            SGD or MLP candidate with the same name, kind and shape starts from that solution
+            (rewritten for this refit's standardisation; labels new since then get fresh
+            columns, labels gone are dropped) with a smaller iteration budget (`warm_max_iter`,
+            `warm_epochs` in the spec's params). Other candidates are fitted cold.
 
     Returns:
         The fitted candidates, in the order of `specs` (skipped ones omitted).
@@ -271,6 +368,7 @@ def fit_candidates(
     if np.any(codes >= labels.size) or np.any(labels[np.minimum(codes, labels.size - 1)] != y):
         raise ValueError("every training label must belong to label_space")
 
+    earlier = {candidate.spec.name: candidate for candidate in warm_start_from or ()}
     started = time.perf_counter()
     fitted: list[FittedCandidate] = []
     logistic_solution = None
@@ -283,14 +381,16 @@ def fit_candidates(
             )
             break
         fit_started = time.perf_counter()
+        previous = _warm_start_source(earlier.get(spec.name), spec, X.shape[1])
         if spec.kind in (LOGISTIC, SGD):
             warm_start = logistic_solution if spec.kind == LOGISTIC else None
             kind, exported, solution = _fit_linear(spec, X, codes, labels.size, random_state,
-                                                   warm_start)
+                                                   warm_start, previous, labels)
             if spec.kind == LOGISTIC:
                 logistic_solution = solution
         elif spec.kind == MLP:
-            kind, exported = _fit_mlp(spec, X, codes, labels.size, random_state)
+            kind, exported = _fit_mlp(spec, X, codes, labels.size, random_state, previous,
+                                      labels)
         elif spec.kind == KNN:
             kind, exported = _fit_knn(spec, X, codes)
         elif spec.kind in (RANDOM_FOREST, EXTRA_TREES):
@@ -308,8 +408,10 @@ def fit_candidates(
         else:
             raise ValueError(f"unknown candidate kind {spec.kind!r}; known: {CANDIDATE_KINDS}")
         seconds = time.perf_counter() - fit_started
-        LOGGER.info("fitted %s on %d traces in %.2f s", spec.name, X.shape[0], seconds)
-        fitted.append(FittedCandidate(spec, labels.copy(), seconds, kind, exported))
+        LOGGER.info("fitted %s on %d traces in %.2f s%s", spec.name, X.shape[0], seconds,
+                    " (warm start)" if previous is not None else "")
+        fitted.append(FittedCandidate(spec, labels.copy(), seconds, kind, exported,
+                                      warm_started=previous is not None))
     return fitted
 
 
@@ -329,6 +431,7 @@ def save_candidates(candidates: Sequence[FittedCandidate], folder: Path) -> None
             "params": candidate.spec.params,
             "surrogate_kind": candidate.kind,
             "fit_seconds": candidate.fit_seconds,
+            "warm_started": candidate.warm_started,
         })
     (folder / "index.json").write_text(json.dumps({"candidates": index}, indent=2))
 
@@ -345,6 +448,7 @@ def load_candidates(folder: Path) -> list[FittedCandidate]:
         spec = CandidateSpec(entry["name"], entry["kind"], dict(entry["params"]))
         loaded.append(
             FittedCandidate(spec, label_space, float(entry["fit_seconds"]),
-                            entry["surrogate_kind"], exported)
+                            entry["surrogate_kind"], exported,
+                            warm_started=bool(entry.get("warm_started", False)))
         )
     return loaded

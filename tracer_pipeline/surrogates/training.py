@@ -27,7 +27,7 @@ def fit_softmax_lbfgs(
 
     Minimises C * sum(cross-entropy) + 0.5 * ||W||^2 (scikit-learn's convention), scaled by
     1 / (C n) for numerical comfort. The bias is not penalised. `start` (weights, bias) warm-starts
-    the solver, e.g. from the solution at a neighbouring C.
+    the solver, e.g. from the solution at a neighbouring C; with `max_iter` 0 it is returned as is.
 
     Returns:
         weights (dimension, n_classes) and bias (n_classes,), float64.
@@ -55,6 +55,9 @@ def fit_softmax_lbfgs(
         initial = np.zeros(dimension * n_classes + n_classes)
     else:
         initial = np.concatenate([np.ravel(start[0]), np.ravel(start[1])]).astype(np.float64)
+    if max_iter <= 0:
+        return initial[: dimension * n_classes].reshape(dimension, n_classes), initial[
+            dimension * n_classes:]
     result = optimize.minimize(
         objective, initial, jac=True, method="L-BFGS-B",
         options={"maxiter": max_iter, "gtol": tolerance, "ftol": 1e-10},
@@ -72,16 +75,24 @@ def _minibatches(n_rows: int, batch_size: int, rng: np.random.Generator):
 def fit_softmax_sgd(
     X: np.ndarray, codes: np.ndarray, n_classes: int, l2: float = 1e-4, epochs: int = 15,
     learning_rate: float = 0.05, batch_size: int = 64, seed: int = 0,
+    start: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Multinomial logistic regression by minibatch SGD with momentum 0.9, decaying step.
+
+    `start` (weights, bias) warm-starts from an earlier solution (the step schedule starts
+    again from `learning_rate`).
 
     Returns:
         weights (dimension, n_classes) and bias (n_classes,), float32.
     """
     X = np.ascontiguousarray(X, dtype=np.float32)
     rng = np.random.default_rng(seed)
-    weights = np.zeros((X.shape[1], n_classes), dtype=np.float32)
-    bias = np.zeros(n_classes, dtype=np.float32)
+    if start is None:
+        weights = np.zeros((X.shape[1], n_classes), dtype=np.float32)
+        bias = np.zeros(n_classes, dtype=np.float32)
+    else:
+        weights = np.array(start[0], dtype=np.float32)
+        bias = np.array(start[1], dtype=np.float32)
     weight_velocity, bias_velocity = np.zeros_like(weights), np.zeros_like(bias)
     targets = _one_hot(codes, n_classes)
     for epoch in range(epochs):
@@ -98,8 +109,12 @@ def fit_softmax_sgd(
 def fit_mlp_adam(
     X: np.ndarray, codes: np.ndarray, n_classes: int, hidden: int = 256, l2: float = 1e-4,
     epochs: int = 20, learning_rate: float = 1e-3, batch_size: int = 128, seed: int = 0,
+    start: list[tuple[np.ndarray, np.ndarray]] | None = None,
 ) -> list[tuple[np.ndarray, np.ndarray]]:
     """One-hidden-layer ReLU network with a softmax output, trained by Adam.
+
+    `start` ([(W1, b1), (W2, b2)], shapes as returned) warm-starts from earlier weights; the
+    Adam moments start from zero either way.
 
     Returns:
         [(W1, b1), (W2, b2)], float32.
@@ -113,6 +128,13 @@ def fit_mlp_adam(
         (rng.standard_normal((hidden, n_classes)) * np.sqrt(1.0 / hidden)).astype(np.float32),
         np.zeros(n_classes, dtype=np.float32),
     ]
+    if start is not None:
+        (first_weights, first_bias), (second_weights, second_bias) = start
+        expected = [value.shape for value in parameters]
+        parameters = [np.array(value, dtype=np.float32) for value in
+                      (first_weights, first_bias, second_weights, second_bias)]
+        if [value.shape for value in parameters] != expected:
+            raise ValueError(f"start shapes {[v.shape for v in parameters]} != {expected}")
     first_moment = [np.zeros_like(value) for value in parameters]
     second_moment = [np.zeros_like(value) for value in parameters]
     targets = _one_hot(codes, n_classes)

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import dagster as dg
+import numpy as np
 import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
 from tracer_pipeline.definitions import FLYWHEEL_ASSETS
 from tracer_pipeline.deployment.router import Router, RouterIntegrityError
+from tracer_pipeline.embeddings.store import read_embeddings
 from tracer_pipeline.storage import read_json
 from tracer_pipeline_tests.landing import land_demo_days
 
@@ -48,10 +51,19 @@ def test_three_days_give_three_refit_runs_a_champion_and_reports(resources, inst
     )
     assert sorted(run.info.run_name for run in runs) == [f"refit {day}" for day in days]
     for run in runs:
-        assert {"alpha", "delta", "model", "n_traces"} <= set(run.data.params)
-        assert {"coverage_certified", "coverage_holdout", "fit_seconds"} <= set(run.data.metrics)
+        assert {"alpha", "delta", "model", "n_traces", "warm_start"} <= set(run.data.params)
+        # What makes the refits comparable side by side in the MLflow UI's compare view.
+        assert {"coverage_certified", "coverage_holdout", "coverage_fresh_challenger",
+                "n_traces", "fit_seconds", "embed_seconds", "embed_seconds_all_days"} <= set(
+            run.data.metrics)
+        if run.data.tags.get("tracer.gate_decision") == "deploy":
+            assert "agreement_lower_bound" in run.data.metrics
         artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "report")}
         assert artifacts == {"report/report.json", "report/report.html"}
+    warm_from = {run.info.run_name: run.data.params["warm_start_from"] for run in runs}
+    # Each refit warm-starts from the day before it; the first has nothing to start from.
+    assert warm_from == {f"refit {day}": before
+                         for day, before in zip(days, ["none", *days[:-1]], strict=True)}
     nested = client.search_runs(
         [experiment.experiment_id], filter_string="tags.`tracer.stage` = 'candidate'"
     )
@@ -123,8 +135,51 @@ def test_refit_for_a_day_never_reads_later_days(resources, instance):
     materialize_day([FLYWHEEL_ASSETS[2]], days[1], resources, instance)
     manifest = read_json(storage.layout.refit_manifest(days[1]))
     assert manifest["days"] == days[:2]
+    assert manifest["warm_start_from"] is None  # day one was never refitted: a cold fit
     splits = pd.read_parquet(storage.layout.trace_splits(days[1]))
     assert set(splits["day"]) == set(days[:2])
+
+    # With every day refitted, re-materializing day two still reads days one and two only and
+    # warm-starts from day one's candidates, never from day three's.
+    for day in (days[0], days[2], days[1]):
+        materialize_day([FLYWHEEL_ASSETS[2]], day, resources, instance)
+    manifest = read_json(storage.layout.refit_manifest(days[1]))
+    assert manifest["days"] == days[:2]
+    assert manifest["warm_start_from"] == days[0]
+    assert manifest["warm_started"], "no candidate was warm-started"
+    assert read_json(storage.layout.refit_manifest(days[2]))["warm_start_from"] == days[1]
+
+    # A window of two days: day three's refit reads days two and three only.
+    materialize_day([FLYWHEEL_ASSETS[2]], days[2], resources, instance,
+                    {"ops": {"surrogate_candidates": {"config": {"window_days": 2}}}})
+    manifest = read_json(storage.layout.refit_manifest(days[2]))
+    assert manifest["days"] == days[1:]
+    assert set(pd.read_parquet(storage.layout.trace_splits(days[2]))["day"]) == set(days[1:])
+
+
+def test_a_text_seen_on_an_earlier_day_is_not_embedded_again(resources, instance):
+    storage = resources["storage"]
+    days = land_demo_days(storage, days=2, rows_per_day=60)
+    materialize_day(FLYWHEEL_ASSETS[:2], days[0], resources, instance)
+    first_day = pd.read_parquet(storage.layout.raw_traces(days[0]))
+    repeated = first_day["input"].drop_duplicates().head(7).tolist()
+    with open(storage.landing_folder(days[1]) / "repeats.jsonl", "w", encoding="utf-8") as out:
+        for text in repeated:
+            out.write(json.dumps({"input": text, "teacher": "repeat"}) + "\n")
+    result = materialize_day(FLYWHEEL_ASSETS[:2], days[1], resources, instance)
+
+    metadata = next(event.materialization.metadata
+                    for event in result.get_asset_materialization_events()
+                    if event.materialization.asset_key.path[-1] == "trace_embeddings")
+    second_day = pd.read_parquet(storage.layout.raw_traces(days[1]))
+    assert metadata["texts_reused_from_earlier_days"].value >= len(repeated)
+    assert (metadata["texts_embedded"].value + metadata["texts_reused_from_earlier_days"].value
+            == second_day["text_key"].nunique())
+    keys_1, vectors_1, _ = read_embeddings(storage.layout.embeddings(days[0]))
+    keys_2, vectors_2, _ = read_embeddings(storage.layout.embeddings(days[1]))
+    row_1, row_2 = dict(zip(keys_1, vectors_1)), dict(zip(keys_2, vectors_2))
+    for key in set(first_day.loc[first_day["input"].isin(repeated), "text_key"]):
+        assert np.array_equal(row_2[key], row_1[key])
 
 
 def test_re_embedding_a_day_leaves_other_days_untouched(resources, instance):
