@@ -83,7 +83,10 @@ class GateConfig:
         atypical_share_at_90, atypical_share_growth, atypical_share_max: the atypicality rule
             defers the least typical share min(max, at_90 * (0.1 / (1 - alpha)) ** growth) of
             validation traffic (0.7% at alpha 0.80, 2% at 0.90, 5.7% at 0.95, capped at 6%).
-        reference_per_label: prototypes per label for the nearest-neighbour features.
+        reference_per_label: prototypes per label for the nearest-neighbour features and the
+            prototype vote. 24 rather than 16: on Banking77 the smoothed surrogate was 0.2-0.3%
+            more accurate on validation and calibration and certified 0.9% more calibration
+            coverage at alpha 0.95; routing cost grows with n_labels * reference_per_label.
         min_label_count: labels seen fewer times in training are never handled.
         prototype_weights: each candidate is offered once per weight w: its probabilities mixed
             as (1 - w) * p + w * (soft vote of the nearest training prototypes), a kNN-smoothed
@@ -105,7 +108,7 @@ class GateConfig:
     atypical_share_at_90: float = 0.02
     atypical_share_growth: float = 1.5
     atypical_share_max: float = 0.06
-    reference_per_label: int = 16
+    reference_per_label: int = 24
     min_label_count: int = 3
     prototype_weights: tuple[float, ...] = (0.0, 0.4)
     candidate_coverage_tolerance: float = 0.01
