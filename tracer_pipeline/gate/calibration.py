@@ -25,6 +25,12 @@ atypical_share_at_90 * ((1 - 0.90) / (1 - alpha)) ** atypical_share_growth)`. Th
 design choice, not a guarantee: it was set on CLINC150, whose test split holds 18% out-of-scope
 queries against 0.7% in training, so that a stricter alpha also holds on such traffic.
 
+The surrogate. Every fitted candidate is offered as it is and, for each weight w of
+`prototype_weights`, kNN-smoothed: its probabilities mixed as (1 - w) p + w v with v the soft
+vote of the nearest training prototypes, which the acceptor features compute anyway (so the
+smoothed surrogate routes at no extra cost). The choice among all of them is made on validation
+only, like the choice among candidates, so it sits before calibration and inside the guarantee.
+
 The test sequence. Score thresholds form a grid of validation-score quantiles, strictest first.
 From validation alone (cross-fitted acceptor scores) the gate predicts each rule's calibration
 p-value and starts the sequence at the rule predicted to certify most surely; it then tests

@@ -39,6 +39,8 @@ from tracer_pipeline.gate.features import (
 from tracer_pipeline.surrogates.arrays import predict_proba_arrays
 
 POLICY_FORMAT_VERSION = 3
+# Version 2 had no prototype mix: it loads with prototype_weight 0, routing as it did.
+READABLE_POLICY_FORMATS = (2, 3)
 POLICY_JSON = "policy.json"
 POLICY_ARRAYS = "policy.npz"
 
@@ -213,7 +215,7 @@ class RoutingPolicy:
         """Read a policy written by `save`; refuses pickled content."""
         folder = Path(folder)
         description = json.loads((folder / POLICY_JSON).read_text())
-        if description.get("format_version") != POLICY_FORMAT_VERSION:
+        if description.get("format_version") not in READABLE_POLICY_FORMATS:
             raise ValueError(f"unsupported policy format {description.get('format_version')}")
         if tuple(description["acceptor_features"]) != NUMERIC_FEATURES:
             raise ValueError("policy was saved with a different acceptor feature list")
@@ -248,7 +250,7 @@ class RoutingPolicy:
             atypicality_threshold=_from_json_float(description["atypicality_threshold"]),
             label_score_thresholds=arrays["label_score_thresholds"],
             min_label_count=int(description["min_label_count"]),
-            prototype_weight=float(description["prototype_weight"]),
+            prototype_weight=float(description.get("prototype_weight", 0.0)),
             embedding_model=description["embedding_model"],
             metadata=description["metadata"],
         )
