@@ -59,6 +59,7 @@ from tracer_pipeline.gate.features import (
     atypicality_reference,
     build_reference_set,
     fit_acceptor,
+    unit_rows,
 )
 from tracer_pipeline.gate.policy import RoutingPolicy
 from tracer_pipeline.gate.statistics import (
@@ -362,29 +363,40 @@ def _rule_counts(scores: np.ndarray, agrees: np.ndarray, eligible: np.ndarray,
     return handled.astype(np.int64), cumulative_agreements[handled].astype(np.int64)
 
 
-def _view(candidate: FittedCandidate, prototype_weight: float, X: np.ndarray, y: np.ndarray,
+@dataclass
+class _SplitInputs:
+    """A split's embeddings, teacher labels and similarities to the prototypes (computed once
+    and shared by every candidate), and one candidate's probabilities on it."""
+
+    X: np.ndarray
+    y: np.ndarray
+    label_similarity: np.ndarray
+    probabilities: np.ndarray | None = None
+
+
+def _view(candidate: FittedCandidate, prototype_weight: float, inputs: _SplitInputs,
           reference: ReferenceSet, config: GateConfig,
           ) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
-    probabilities = candidate.predict_proba(X)
-    features = acceptor_features(probabilities, X, reference, prototype_weight)
-    agrees = candidate.label_space[features["predicted"]] == y
+    features = acceptor_features(inputs.probabilities, inputs.X, reference, prototype_weight,
+                                 inputs.label_similarity)
+    agrees = candidate.label_space[features["predicted"]] == inputs.y
     label_known = reference.label_counts[features["predicted"]] >= config.min_label_count
     return features, agrees, label_known
 
 
 def _candidate_evidence(
-    candidate: FittedCandidate, prototype_weight: float, X_val: np.ndarray, y_val: np.ndarray,
-    X_cal: np.ndarray, y_cal: np.ndarray, reference: ReferenceSet, config: GateConfig,
+    candidate: FittedCandidate, prototype_weight: float, validation_inputs: _SplitInputs,
+    calibration_inputs: _SplitInputs, reference: ReferenceSet, config: GateConfig,
 ) -> _CandidateEvidence:
     n_labels = candidate.label_space.size
-    features, agrees, label_known = _view(candidate, prototype_weight, X_val, y_val, reference,
-                                          config)
+    features, agrees, label_known = _view(candidate, prototype_weight, validation_inputs,
+                                          reference, config)
     honest_scores = _cross_fitted_scores(features, agrees, n_labels, config)
     acceptor = fit_acceptor(features, agrees, n_labels, config.acceptor_regularisation)
     quantiles = atypicality_reference(features)
     validation = _SplitView(features, honest_scores, agrees, label_known,
                             atypicality(features, quantiles))
-    cal_features, cal_agrees, cal_known = _view(candidate, prototype_weight, X_cal, y_cal,
+    cal_features, cal_agrees, cal_known = _view(candidate, prototype_weight, calibration_inputs,
                                                 reference, config)
     calibration = _SplitView(cal_features, acceptor.score(cal_features), cal_agrees, cal_known,
                              atypicality(cal_features, quantiles))
@@ -480,10 +492,18 @@ def prepare_gate(
     known = train_codes >= 0
     reference = build_reference_set(X_train[known], train_codes[known], label_space.size,
                                     config.reference_per_label, config.random_state)
-    evidence = [
-        _candidate_evidence(candidate, weight, X_val, y_val, X_cal, y_cal, reference, config)
-        for candidate in candidates for weight in config.prototype_weights
-    ]
+    validation_inputs = _SplitInputs(X_val, y_val, reference.label_similarity(unit_rows(X_val)))
+    calibration_inputs = _SplitInputs(X_cal, y_cal,
+                                      reference.label_similarity(unit_rows(X_cal)))
+    evidence = []
+    for candidate in candidates:
+        validation_inputs.probabilities = candidate.predict_proba(X_val)
+        calibration_inputs.probabilities = candidate.predict_proba(X_cal)
+        evidence += [
+            _candidate_evidence(candidate, weight, validation_inputs, calibration_inputs,
+                                reference, config)
+            for weight in config.prototype_weights
+        ]
     return GateEvidence(
         config=config, label_space=label_space, reference=reference, candidates=evidence,
         n_train=int(X_train.shape[0]), n_validation=int(X_val.shape[0]),

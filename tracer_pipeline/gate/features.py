@@ -116,7 +116,7 @@ def prototype_vote(label_similarity: np.ndarray) -> np.ndarray:
 
 def acceptor_features(
     probabilities: np.ndarray, X: np.ndarray, reference: ReferenceSet,
-    prototype_weight: float = 0.0,
+    prototype_weight: float = 0.0, label_similarity: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
     """Compute the predicted label and every feature in `NUMERIC_FEATURES`.
 
@@ -127,13 +127,15 @@ def acceptor_features(
         prototype_weight: w in [0, 1): the surrogate's label and confidence features come from
             (1 - w) * probabilities + w * `prototype_vote`, a kNN-smoothed surrogate that costs
             nothing more at routing time (the prototype similarities are computed anyway).
+        label_similarity: `reference.label_similarity` of X when already computed.
 
     Returns:
         Dict with "predicted" (int label codes) and one float32 array per numeric feature.
     """
     n_rows, n_labels = probabilities.shape
     rows = np.arange(n_rows)
-    label_similarity = reference.label_similarity(unit_rows(X))
+    if label_similarity is None:
+        label_similarity = reference.label_similarity(unit_rows(X))
     vote = prototype_vote(label_similarity)
     if prototype_weight > 0.0:
         probabilities = ((1.0 - prototype_weight) * probabilities
