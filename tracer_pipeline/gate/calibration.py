@@ -476,9 +476,9 @@ def prepare_gate(
 ) -> GateEvidence:
     """Everything the gate needs that does not depend on alpha, computed once per refit.
 
-    Builds the training prototypes and, per candidate and prototype weight, its acceptor (cross-fitted on validation
-    for honest estimates, then fitted on all of it), the atypicality reference, and the
-    acceptor features of the calibration traces. Nothing fitted here reads calibration labels;
+    Builds the training prototypes and, per candidate and prototype weight, its acceptor
+    (cross-fitted on validation for honest estimates, then fitted on all of it), the atypicality
+    reference, and the acceptor features of the calibration traces. Nothing fitted here reads calibration labels;
     they only enter the counts that the tests of `certify_alpha` use.
 
     Raises:

@@ -80,3 +80,16 @@ def test_prototype_weight_mixes_the_prototype_vote_and_survives_the_round_trip(p
     assert loaded.prototype_weight == pytest.approx(0.6)
     assert np.array_equal(loaded.decide(X).labels, smoothed.decide(X).labels)
     assert not np.array_equal(smoothed.decide(X).labels, policy.decide(X).labels)
+
+
+def test_a_format_2_policy_loads_without_the_prototype_mix(policy, tmp_path):
+    unsmoothed = dataclasses.replace(policy, prototype_weight=0.0)
+    unsmoothed.save(tmp_path / "policy")
+    description = json.loads((tmp_path / "policy" / POLICY_JSON).read_text())
+    description["format_version"] = 2
+    del description["prototype_weight"]
+    (tmp_path / "policy" / POLICY_JSON).write_text(json.dumps(description))
+    loaded = RoutingPolicy.load(tmp_path / "policy")
+    assert loaded.prototype_weight == 0.0
+    X = splits(seed=7)["fresh"][0]
+    assert np.array_equal(loaded.decide(X).handled, unsmoothed.decide(X).handled)
