@@ -45,7 +45,8 @@ def evaluate_on_holdout(outcome, candidates, holdout: pd.DataFrame, embeddings: 
         rows["score"] = explained["score"].astype(float)
         rows["defer_reason"] = explained["defer_reason"].astype(object)
         return rows[list(HOLDOUT_COLUMNS)]
-    chosen = next((c for c in candidates if c.spec.name == outcome.candidate), candidates[0])
+    chosen_name = outcome.details.get("surrogate_candidate", outcome.candidate)
+    chosen = next((c for c in candidates if c.spec.name == chosen_name), candidates[0])
     if len(rows):
         probabilities = chosen.predict_proba(embeddings)
         rows["surrogate_label"] = np.asarray(chosen.label_space)[probabilities.argmax(axis=1)]

@@ -116,16 +116,40 @@ def build_reference_set(
     )
 
 
+def prototype_vote(label_similarity: np.ndarray) -> np.ndarray:
+    """Soft vote of the nearest prototypes: softmax of the per-label nearest similarities at
+    temperature `KNN_VOTE_TEMPERATURE`, (n, n_labels), rows summing to 1."""
+    nearest_similarity = label_similarity.max(axis=1, keepdims=True)
+    vote = np.exp((label_similarity - nearest_similarity) / KNN_VOTE_TEMPERATURE)
+    return vote / vote.sum(axis=1, keepdims=True)
+
+
 def acceptor_features(
-    probabilities: np.ndarray, X: np.ndarray, reference: ReferenceSet
+    probabilities: np.ndarray, X: np.ndarray, reference: ReferenceSet,
+    prototype_weight: float = 0.0, label_similarity: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
     """Compute the predicted label and every feature in `NUMERIC_FEATURES`.
+
+    Args:
+        probabilities: the surrogate's probabilities, (n, n_labels).
+        X: the embeddings, (n, dimension).
+        reference: the training prototypes.
+        prototype_weight: w in [0, 1): the surrogate's label and confidence features come from
+            (1 - w) * probabilities + w * `prototype_vote`, a kNN-smoothed surrogate that costs
+            nothing more at routing time (the prototype similarities are computed anyway).
+        label_similarity: `reference.label_similarity` of X when already computed.
 
     Returns:
         Dict with "predicted" (int label codes) and one float32 array per numeric feature.
     """
     n_rows, n_labels = probabilities.shape
     rows = np.arange(n_rows)
+    if label_similarity is None:
+        label_similarity = reference.label_similarity(unit_rows(X))
+    vote = prototype_vote(label_similarity)
+    if prototype_weight > 0.0:
+        probabilities = ((1.0 - prototype_weight) * probabilities
+                         + prototype_weight * vote).astype(np.float32)
     predicted = np.argmax(probabilities, axis=1)
     max_prob = probabilities[rows, predicted]
     if n_labels > 1:
@@ -138,14 +162,12 @@ def acceptor_features(
     entropy = -(probabilities * np.log(clipped)).sum(axis=1) / max(np.log(n_labels), 1e-12)
     clipped_max = np.clip(max_prob, 1e-6, 1 - 1e-6)
 
-    label_similarity = reference.label_similarity(unit_rows(X))
     predicted_similarity = label_similarity[rows, predicted]
     nearest_similarity = label_similarity.max(axis=1)
     others = label_similarity.copy()
     others[rows, predicted] = -np.inf
     best_other = others.max(axis=1) if n_labels > 1 else np.full(n_rows, _ABSENT_SIMILARITY)
-    vote = np.exp((label_similarity - nearest_similarity[:, None]) / KNN_VOTE_TEMPERATURE)
-    knn_agreement = vote[rows, predicted] / vote.sum(axis=1)
+    knn_agreement = vote[rows, predicted]
 
     return {
         "predicted": predicted,

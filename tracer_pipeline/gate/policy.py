@@ -1,7 +1,9 @@
 """The deployable router: the surrogate, the acceptor and the certified thresholds, numpy only.
 
 A `RoutingPolicy` answers an input with the surrogate's label when the input is handled, and
-defers it to the teacher LLM otherwise. An input is handled when all of these hold:
+defers it to the teacher LLM otherwise. The surrogate is the fitted candidate, its probabilities
+mixed with the soft vote of the nearest training prototypes when `prototype_weight` > 0. An
+input is handled when all of these hold:
 
 - the predicted label was seen at least `min_label_count` times in training,
 - the input's atypicality (mean rank of its distance to the nearest training prototype and of
@@ -36,7 +38,9 @@ from tracer_pipeline.gate.features import (
 )
 from tracer_pipeline.surrogates.arrays import predict_proba_arrays
 
-POLICY_FORMAT_VERSION = 2
+POLICY_FORMAT_VERSION = 3
+# Version 2 had no prototype mix: it loads with prototype_weight 0, routing as it did.
+READABLE_POLICY_FORMATS = (2, 3)
 POLICY_JSON = "policy.json"
 POLICY_ARRAYS = "policy.npz"
 
@@ -85,6 +89,8 @@ class RoutingPolicy:
         atypicality_threshold: inputs whose atypicality exceeds this are deferred.
         label_score_thresholds: score threshold per predicted label (+inf: never handled).
         min_label_count: labels seen fewer times in training are never handled.
+        prototype_weight: the surrogate's probabilities are mixed with the prototypes' soft
+            vote at this weight before anything else (see `features.acceptor_features`).
         embedding_model: name of the embedder the policy expects.
         metadata: JSON-able facts about the calibration (bounds, sizes, dates).
     """
@@ -102,6 +108,7 @@ class RoutingPolicy:
     atypicality_threshold: float
     label_score_thresholds: np.ndarray
     min_label_count: int = 1
+    prototype_weight: float = 0.0
     embedding_model: str = ""
     metadata: dict = field(default_factory=dict)
 
@@ -127,7 +134,7 @@ class RoutingPolicy:
         probabilities = predict_proba_arrays(
             self.surrogate_kind, self.surrogate_arrays, X, len(self.label_space)
         )
-        features = acceptor_features(probabilities, X, self.reference)
+        features = acceptor_features(probabilities, X, self.reference, self.prototype_weight)
         score = self.acceptor.score(features)
         typical = atypicality(features, self.atypicality_quantiles) <= self.atypicality_threshold
         handled = (score >= self._effective_thresholds[features["predicted"]]) & typical
@@ -197,6 +204,7 @@ class RoutingPolicy:
             "acceptor_features": list(NUMERIC_FEATURES),
             "atypicality_threshold": _json_float(self.atypicality_threshold),
             "min_label_count": self.min_label_count,
+            "prototype_weight": self.prototype_weight,
             "embedding_model": self.embedding_model,
             "metadata": self.metadata,
         }
@@ -207,7 +215,7 @@ class RoutingPolicy:
         """Read a policy written by `save`; refuses pickled content."""
         folder = Path(folder)
         description = json.loads((folder / POLICY_JSON).read_text())
-        if description.get("format_version") != POLICY_FORMAT_VERSION:
+        if description.get("format_version") not in READABLE_POLICY_FORMATS:
             raise ValueError(f"unsupported policy format {description.get('format_version')}")
         if tuple(description["acceptor_features"]) != NUMERIC_FEATURES:
             raise ValueError("policy was saved with a different acceptor feature list")
@@ -242,6 +250,7 @@ class RoutingPolicy:
             atypicality_threshold=_from_json_float(description["atypicality_threshold"]),
             label_score_thresholds=arrays["label_score_thresholds"],
             min_label_count=int(description["min_label_count"]),
+            prototype_weight=float(description.get("prototype_weight", 0.0)),
             embedding_model=description["embedding_model"],
             metadata=description["metadata"],
         )

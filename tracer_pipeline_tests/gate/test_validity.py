@@ -66,7 +66,8 @@ def _naive_rule_agreement(evidence, alpha: float, X_unseen, y_unseen) -> float |
         return None
     threshold = rules.score_thresholds[reaching.max()]
     probabilities = item.candidate.predict_proba(X_unseen)
-    features = acceptor_features(probabilities, X_unseen, evidence.reference)
+    features = acceptor_features(probabilities, X_unseen, evidence.reference,
+                                 item.prototype_weight)
     handled = ((item.acceptor.score(features) >= threshold)
                & (atypicality(features, item.atypicality_quantiles)
                   <= rules.atypicality_threshold))
