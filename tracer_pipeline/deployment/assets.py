@@ -22,7 +22,7 @@ from tracer_pipeline.deployment.registry import (
 from tracer_pipeline.deployment.router import download_registered_router, load_verified_policy
 from tracer_pipeline.embeddings.embedder import EMBEDDER_KINDS, load_embedder
 from tracer_pipeline.gate.policy import RoutingPolicy
-from tracer_pipeline.partitions import daily_partitions
+from tracer_pipeline.partitions import PREVIOUS_DAY, daily_partitions
 from tracer_pipeline.resources import EmbedderResource, MlflowTracking, TraceStorage
 from tracer_pipeline.storage import (
     WarehouseLayout,
@@ -33,7 +33,6 @@ from tracer_pipeline.storage import (
 )
 from tracer_pipeline.surrogates.trace_set import read_refit_snapshot
 
-PREVIOUS_DAY = dg.TimeWindowPartitionMapping(start_offset=-1, end_offset=-1)
 
 
 class DeploymentConfig(dg.Config):

@@ -7,7 +7,7 @@ from pydantic import Field
 
 from tracer_pipeline.embeddings.store import read_embedding_seconds
 from tracer_pipeline.formatting import markdown_table
-from tracer_pipeline.partitions import daily_partitions, days_up_to
+from tracer_pipeline.partitions import PREVIOUS_DAY, daily_partitions, days_up_to
 from tracer_pipeline.resources import MlflowTracking, TraceStorage
 from tracer_pipeline.storage import (
     WarehouseLayout,
@@ -29,9 +29,6 @@ from tracer_pipeline.surrogates.trace_set import load_trace_set
 
 # Fewer training traces than this, or fewer than two teacher labels: the refit is skipped.
 MIN_TRAIN_TRACES = 20
-
-# The previous day's refit comes first (its candidates are the warm start), also in a backfill.
-PREVIOUS_DAY = dg.TimeWindowPartitionMapping(start_offset=-1, end_offset=-1)
 
 
 def previous_refit(
@@ -84,6 +81,7 @@ class CandidatesConfig(dg.Config):
     deps=[
         "raw_traces",
         "trace_embeddings",
+        # The previous day's refit comes first (its candidates are the warm start).
         dg.AssetDep("surrogate_candidates", partition_mapping=PREVIOUS_DAY),
     ],
     group_name="flywheel",

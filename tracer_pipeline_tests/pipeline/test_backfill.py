@@ -61,11 +61,11 @@ def outcome(resources: dict, day: str) -> dict:
     }
 
 
-def test_the_refit_and_deployment_wait_for_the_previous_day():
+def test_the_embeddings_refit_and_deployment_wait_for_the_previous_day():
     # A backfill launched from the UI runs a partition of a self-dependent asset only after the
     # previous partition: the warm start and the champion are always the previous day's.
     graph = defs.resolve_asset_graph()
-    for name in ("surrogate_candidates", "deployment"):
+    for name in ("trace_embeddings", "surrogate_candidates", "deployment"):
         key = dg.AssetKey(name)
         assert key in graph.get(key).parent_keys, f"{name} does not wait for its previous day"
 
