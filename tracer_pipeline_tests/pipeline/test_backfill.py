@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import logging
+import os
+import subprocess
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -19,7 +22,33 @@ from tracer_pipeline_tests.landing import land_demo_days
 
 DAYS = 3
 ROWS_PER_DAY = 250
-LOOSER_GATE = {"ops": {"parity_gate": {"config": {"alpha": 0.85}}}}
+LOOSER_GATE_ALPHA = 0.85
+LOOSER_GATE = {"ops": {"parity_gate": {"config": {"alpha": LOOSER_GATE_ALPHA}}}}
+DAY_BY_DAY_PROGRAM = """
+import sys
+import dagster as dg
+from tracer_pipeline.definitions import FLYWHEEL_ASSETS
+from tracer_pipeline.resources import default_resources
+
+run_config = {"ops": {"parity_gate": {"config": {"alpha": float(sys.argv[1])}}}}
+with dg.instance_for_test() as instance:
+    for day in sys.argv[2:]:
+        result = dg.materialize(FLYWHEEL_ASSETS, partition_key=day, instance=instance,
+                                resources=default_resources(), run_config=run_config)
+        assert result.success, day
+"""
+
+
+def production_environment(root: Path, landing: str, first_day: str) -> dict[str, str]:
+    """The settings of a deployment whose warehouse, registry and Dagster home are in `root`."""
+    return {
+        "DAGSTER_HOME": str(root / "dagster_home"),
+        "TRACER_DATA_DIR": str(root / "data"),
+        "TRACER_LANDING_DIR": str(landing),
+        "MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}",
+        "TRACER_MLFLOW_ARTIFACTS": str(root / "artifacts"),
+        "TRACER_PARTITIONS_START": first_day,
+    }
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -36,12 +65,6 @@ def warehouse(root, mlflow_store, embedder, name: str) -> dict:
         ),
         "embedder": embedder,
     }
-
-
-def materialize(assets, day: str, resources: dict, instance) -> None:
-    result = dg.materialize(assets, partition_key=day, resources=resources, instance=instance,
-                            run_config=LOOSER_GATE)
-    assert result.success
 
 
 def outcome(resources: dict, day: str) -> dict:
@@ -113,9 +136,20 @@ def test_a_dagster_backfill_gives_the_same_champions_as_day_by_day(
 ):
     day_by_day = warehouse(tmp_path, mlflow_store, embedder, "day-by-day")
     days = land_demo_days(day_by_day["storage"], days=DAYS, rows_per_day=ROWS_PER_DAY)
-    with dg.instance_for_test() as instance:
-        for day in days:
-            materialize(FLYWHEEL_ASSETS, day, day_by_day, instance)
+    landing = day_by_day["storage"].landing_dir
+
+    # Day by day, as `tracer-pipeline materialize` runs them: one fresh process, the days in
+    # order. A fresh process, like the backfill's runs, so that nothing earlier tests left in
+    # this one (thread pools, loaded models) can tell the two apart.
+    by_day_root = tmp_path / "day-by-day"
+    (by_day_root / "dagster_home").mkdir(parents=True)
+    subprocess.run(
+        [sys.executable, "-c", DAY_BY_DAY_PROGRAM, str(LOOSER_GATE_ALPHA), *days],
+        env={**os.environ, **production_environment(by_day_root, landing, days[0])},
+        check=True, capture_output=True, text=True,
+    )
+    day_by_day = {"storage": TraceStorage(data_dir=str(by_day_root / "data"),
+                                          landing_dir=landing)}
 
     # The same landing folders, backfilled by Dagster into a warehouse, MLflow store and
     # DAGSTER_HOME of their own, configured through the environment as in production.
@@ -125,18 +159,10 @@ def test_a_dagster_backfill_gives_the_same_champions_as_day_by_day(
         "run_coordinator:\n  module: dagster._core.run_coordinator\n"
         "  class: DefaultRunCoordinator\n"
     )
-    for name, value in {
-        "DAGSTER_HOME": root / "dagster_home",
-        "TRACER_DATA_DIR": root / "data",
-        "TRACER_LANDING_DIR": day_by_day["storage"].landing_dir,
-        "MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}",
-        "TRACER_MLFLOW_ARTIFACTS": root / "artifacts",
-        "TRACER_PARTITIONS_START": days[0],
-    }.items():
-        monkeypatch.setenv(name, str(value))
+    for name, value in production_environment(root, landing, days[0]).items():
+        monkeypatch.setenv(name, value)
     run_dagster_backfill(days, LOOSER_GATE)
-    backfill = {"storage": TraceStorage(data_dir=str(root / "data"),
-                                        landing_dir=day_by_day["storage"].landing_dir)}
+    backfill = {"storage": TraceStorage(data_dir=str(root / "data"), landing_dir=landing)}
 
     for day in days:
         assert outcome(backfill, day) == outcome(day_by_day, day), day
