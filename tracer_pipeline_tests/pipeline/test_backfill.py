@@ -132,9 +132,9 @@ def run_dagster_backfill(days: list[str], run_config: dict, timeout_s: float = 5
 
 # Known shortcoming: inside a full run of the suite, the backfill's parity_gate (a step process
 # of its own) and the day-by-day run certify different candidates for day 2, on bit-identical
-# embeddings and candidates (2026-12-04: 3 of 3 full-suite runs differed; 4 of 4 runs of this
-# file alone agreed). Some process state changes the gate's floating-point results; it is not
-# found yet. CI skips the test so that it does not fail at random; run this file alone.
+# embeddings and candidates (2026-12-04: 2 of 2 full-suite runs differed; of 3 runs of this
+# file alone, 1 differed). Some process state changes the gate's floating-point results; it is
+# not found yet. CI skips the test so that it does not fail at random; run this file alone.
 @pytest.mark.skipif(bool(os.environ.get("CI")), reason="differs at random inside the full suite:"
                     " gate results depend on process state not yet found (see the comment)")
 @pytest.mark.slow
