@@ -47,7 +47,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 
@@ -363,7 +363,7 @@ def _rule_counts(scores: np.ndarray, agrees: np.ndarray, eligible: np.ndarray,
     return handled.astype(np.int64), cumulative_agreements[handled].astype(np.int64)
 
 
-@dataclass
+@dataclass(frozen=True)
 class _SplitInputs:
     """A split's embeddings, teacher labels and similarities to the prototypes (computed once
     and shared by every candidate), and one candidate's probabilities on it."""
@@ -478,8 +478,8 @@ def prepare_gate(
 
     Builds the training prototypes and, per candidate and prototype weight, its acceptor
     (cross-fitted on validation for honest estimates, then fitted on all of it), the atypicality
-    reference, and the acceptor features of the calibration traces. Nothing fitted here reads calibration labels;
-    they only enter the counts that the tests of `certify_alpha` use.
+    reference, and the acceptor features of the calibration traces. Nothing fitted here reads
+    calibration labels; they only enter the counts that the tests of `certify_alpha` use.
 
     Raises:
         ValueError: on inputs that cannot be gated (no candidates, a single label, fewer than
@@ -497,10 +497,12 @@ def prepare_gate(
                                       reference.label_similarity(unit_rows(X_cal)))
     evidence = []
     for candidate in candidates:
-        validation_inputs.probabilities = candidate.predict_proba(X_val)
-        calibration_inputs.probabilities = candidate.predict_proba(X_cal)
+        with_validation = replace(validation_inputs,
+                                  probabilities=candidate.predict_proba(X_val))
+        with_calibration = replace(calibration_inputs,
+                                   probabilities=candidate.predict_proba(X_cal))
         evidence += [
-            _candidate_evidence(candidate, weight, validation_inputs, calibration_inputs,
+            _candidate_evidence(candidate, weight, with_validation, with_calibration,
                                 reference, config)
             for weight in config.prototype_weights
         ]
