@@ -134,6 +134,11 @@ def _unfold_standardisation(
     return weights, bias
 
 
+def _output_labels(candidate: FittedCandidate) -> np.ndarray:
+    """The labels of a candidate's output columns, in column order."""
+    return candidate.label_space[candidate.arrays["columns"]]
+
+
 def _carry_columns(
     previous: FittedCandidate, present_labels: np.ndarray, layer: str = ""
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -145,8 +150,7 @@ def _carry_columns(
     """
     weights = np.asarray(previous.arrays[f"weights{layer}"], dtype=np.float64)
     bias = np.asarray(previous.arrays[f"bias{layer}"], dtype=np.float64)
-    earlier_labels = previous.label_space[previous.arrays["columns"]]
-    column_of = {label: column for column, label in enumerate(earlier_labels)}
+    column_of = {label: column for column, label in enumerate(_output_labels(previous))}
     source = np.array([column_of.get(label, -1) for label in present_labels], dtype=np.int64)
     carried = source >= 0
     grown_weights = np.zeros((weights.shape[0], present_labels.size))
@@ -242,10 +246,9 @@ def _fit_mlp(spec: CandidateSpec, X: np.ndarray, codes: np.ndarray, n_classes: i
             previous.arrays["weights_0"], previous.arrays["bias_0"], mean, scale
         )
         start = [hidden_layer, _carry_columns(previous, label_space[present], layer="_1")]
-        earlier_labels = set(previous.label_space[previous.arrays["columns"]])
         # A few Adam steps do not teach the fresh output columns of new labels: then the
         # full budget runs from the warm start.
-        if set(label_space[present]) <= earlier_labels:
+        if set(label_space[present]) <= set(_output_labels(previous)):
             epochs = int(spec.params.get("warm_epochs", 1))
     layers = training.fit_mlp_adam(
         ((X - mean) / scale).astype(np.float32), codes, n_classes,
