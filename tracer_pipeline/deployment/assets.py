@@ -34,7 +34,6 @@ from tracer_pipeline.storage import (
 from tracer_pipeline.surrogates.trace_set import read_refit_snapshot
 
 
-
 class DeploymentConfig(dg.Config):
     """How long a deployment waits for another one (or a rollback) to let go of the alias."""
 
