@@ -204,7 +204,7 @@ def command_rollback(args: argparse.Namespace) -> int:
     from mlflow import MlflowClient
 
     from tracer_pipeline.deployment.registry import roll_back
-    from tracer_pipeline.storage import WarehouseLayout, registry_lock
+    from tracer_pipeline.storage import RegistryLockedError, WarehouseLayout, registry_lock
 
     uri = settings.mlflow_tracking_uri()
     model_name = settings.registered_model_name()
@@ -213,7 +213,7 @@ def command_rollback(args: argparse.Namespace) -> int:
         # A deployment running meanwhile must not judge against an alias that moves under it.
         with registry_lock(WarehouseLayout(settings.data_dir()), holder="rollback command"):
             left, now = roll_back(client, model_name, args.to_version)
-    except ValueError as error:
+    except (ValueError, RegistryLockedError) as error:
         print(f"cannot roll back: {error}", file=sys.stderr)
         return 1
     print(f"{model_name}@champion: version {left} -> version {now}")

@@ -177,6 +177,10 @@ class PartitionLockedError(RuntimeError):
     """Another process holds the day's partition lock and did not let go in time."""
 
 
+class RegistryLockedError(RuntimeError):
+    """Another deployment or rollback holds the champion alias and did not let go in time."""
+
+
 @contextlib.contextmanager
 def partition_lock(
     layout: WarehouseLayout, day: str, timeout_s: float = 600.0, holder: str = ""
@@ -195,7 +199,7 @@ def partition_lock(
     """
     with _exclusive_lock(
         layout.partition_lock_file(day), f"the outputs of {day} are being written", timeout_s,
-        holder,
+        holder, PartitionLockedError,
     ) as path:
         yield path
 
@@ -209,10 +213,12 @@ def registry_lock(
     Runs of different days may run side by side (a backfill beside the schedule); their
     deployments read the alias and the recorded days, then move the alias. Under this lock one
     deployment (or rollback) at a time does so, so a day can never move the alias back over a
-    later day that deployed meanwhile. Same mechanics and failure as `partition_lock`.
+    later day that deployed meanwhile. Same mechanics as `partition_lock`; a wait past
+    `timeout_s` raises `RegistryLockedError` naming the holder.
     """
     with _exclusive_lock(
-        layout.registry_lock_file(), "the champion alias is being moved", timeout_s, holder
+        layout.registry_lock_file(), "the champion alias is being moved", timeout_s, holder,
+        RegistryLockedError,
     ) as path:
         yield path
 
@@ -222,7 +228,9 @@ _HELD_BY_THREAD = threading.local()
 
 
 @contextlib.contextmanager
-def _exclusive_lock(path: Path, what: str, timeout_s: float, holder: str) -> Iterator[Path]:
+def _exclusive_lock(
+    path: Path, what: str, timeout_s: float, holder: str, timeout_error: type[RuntimeError]
+) -> Iterator[Path]:
     held = _HELD_BY_THREAD.__dict__.setdefault("paths", set())
     key = str(path.resolve())
     if key in held:
@@ -239,7 +247,7 @@ def _exclusive_lock(path: Path, what: str, timeout_s: float, holder: str) -> Ite
                 if time.monotonic() >= deadline:
                     handle.seek(0)
                     current = handle.read().strip() or "an unknown process"
-                    raise PartitionLockedError(
+                    raise timeout_error(
                         f"{what} by {current} "
                         f"(lock {path}); waited {timeout_s:g} s. Run this again once "
                         "that run has finished."

@@ -188,7 +188,7 @@ def test_a_deployment_waits_for_the_registry_lock_and_moves_nothing_meanwhile(
     assert not refused.success
     (failure,) = [event for event in refused.all_events if event.is_step_failure]
     message = str(failure.step_failure_data.error)
-    assert "PartitionLockedError" in message and "another deployment" in message
+    assert "RegistryLockedError" in message and "another deployment" in message
     assert champion(client, tracking.registered_model_name) == alias_before
     assert record_path.read_bytes() == record_before
 
