@@ -68,6 +68,7 @@ from tracer_pipeline.gate.statistics import (
     fixed_sequence_from,
     minimum_trials_to_certify,
 )
+from tracer_pipeline.surrogates.arrays import multiply_adds_per_row
 from tracer_pipeline.surrogates.candidates import FittedCandidate
 
 LOGGER = logging.getLogger(__name__)
@@ -156,8 +157,9 @@ class GateOutcome:
         n_calibration: number of calibration traces.
         alpha: agreement certified.
         delta: allowed probability that the certificate is wrong.
-        candidates: per candidate: name, kind, fit_seconds, validation accuracy, the coverage its
-            test sequence is predicted to certify at alpha (validation only), whether chosen.
+        candidates: per candidate: name, kind, fit_seconds, routing_multiply_adds, validation
+            accuracy, the coverage its test sequence is predicted to certify at alpha
+            (validation only), whether chosen.
         frontier: per alpha of the frontier (filled by `run_gate`): alpha, candidate,
             coverage_certified, threshold, distance_threshold, agreement_lower_bound, refused.
         policy: the deployable router (None when refused).
@@ -585,9 +587,10 @@ def certify_alpha(evidence: GateEvidence, alpha: float) -> GateOutcome:
 
     The candidate is the most accurate on validation among those whose test sequence is
     predicted (from validation only) to certify within `candidate_coverage_tolerance` of the
-    largest coverage; then the fastest to fit. The chosen candidate's
-    sequence is then tested on calibration (`fixed_sequence_from`). With `per_label_floor`, each
-    predicted label gets its own sequence at delta / n_labels instead.
+    largest coverage; among equally accurate ones, the cheapest to route
+    (`multiply_adds_per_row`), then the first by name. The chosen candidate's sequence is
+    tested on calibration (`fixed_sequence_from`). With `per_label_floor`, each predicted label
+    gets its own sequence at delta / n_labels instead.
 
     Guarantee (assumption in the module docstring): when the decision is "deploy", with
     probability >= 1 - delta the deployed rule's agreement on handled traffic is >= alpha.
@@ -603,6 +606,8 @@ def certify_alpha(evidence: GateEvidence, alpha: float) -> GateOutcome:
             "name": item.name,
             "kind": item.candidate.spec.kind,
             "fit_seconds": round(item.candidate.fit_seconds, 3),
+            "routing_multiply_adds": multiply_adds_per_row(item.candidate.kind,
+                                                           item.candidate.arrays),
             "validation_accuracy": float(item.validation.agrees.mean()),
             "predicted_coverage_at_alpha": _predicted_coverage(rules, n_calibration, alpha,
                                                                delta),
@@ -612,12 +617,16 @@ def certify_alpha(evidence: GateEvidence, alpha: float) -> GateOutcome:
     ]
     # Predicted coverages closer than the tolerance are ties: validation cannot tell them
     # apart, and the more accurate candidate is the safer bet on traffic unlike calibration.
+    # Equal accuracy (common: it counts validation traces) goes to the cheaper forward pass,
+    # then to the name; never to a measured time, so that the same refit chooses the same
+    # candidate in any process (a backfill and the days one by one agree).
     best_coverage = max(summary["predicted_coverage_at_alpha"] for summary in summaries)
     chosen_index = min(
         range(len(summaries)),
         key=lambda i: (summaries[i]["predicted_coverage_at_alpha"]
                        < best_coverage - config.candidate_coverage_tolerance,
-                       -summaries[i]["validation_accuracy"], summaries[i]["fit_seconds"]),
+                       -summaries[i]["validation_accuracy"],
+                       summaries[i]["routing_multiply_adds"], summaries[i]["name"]),
     )
     summaries[chosen_index]["chosen"] = True
     item, rules = evidence.candidates[chosen_index], all_rules[chosen_index]

@@ -91,6 +91,28 @@ def predict_proba_arrays(
     return probabilities
 
 
+def multiply_adds_per_row(kind: str, arrays: dict[str, np.ndarray]) -> int:
+    """Multiply-adds one row's forward pass costs: a deterministic measure of routing cost.
+
+    Linear models and the MLP: the sizes of their weight matrices; kNN: the reference matrix
+    (one similarity per training trace); trees: one comparison per tree and level; an average:
+    the sum of its members. The extra cost every policy shares (the prototype similarities and
+    the acceptor) is left out, so only differences between candidates count.
+    """
+    if kind in (LINEAR_SOFTMAX, LINEAR_OVR):
+        return int(arrays["weights"].size)
+    if kind == MLP_RELU:
+        return sum(int(arrays[f"weights_{layer}"].size) for layer in range(int(arrays["n_layers"])))
+    if kind == NEAREST_NEIGHBOURS:
+        return int(arrays["reference"].size)
+    if kind == TREE_ENSEMBLE:
+        return int(arrays["roots"].size) * (int(arrays["max_depth"]) + 1)
+    if kind == AVERAGE:
+        return sum(multiply_adds_per_row(member_kind, member)
+                   for member_kind, member in _average_members(arrays))
+    raise ValueError(f"unknown surrogate kind {kind!r}; known: {SURROGATE_KINDS}")
+
+
 def _nearest_neighbour_votes(arrays: dict[str, np.ndarray], X: np.ndarray) -> np.ndarray:
     """Similarity-weighted votes of the k nearest training traces (cosine on unit vectors)."""
     reference = arrays["reference"]
@@ -126,16 +148,23 @@ def average_arrays(members: list[tuple[str, dict[str, np.ndarray]]],
     return arrays
 
 
+def _average_members(arrays: dict[str, np.ndarray]) -> list[tuple[str, dict[str, np.ndarray]]]:
+    """The (kind, arrays) of each member of an AVERAGE surrogate, in order."""
+    members = []
+    for index, kind in enumerate(arrays["member_kinds"]):
+        prefix = f"{index}{MEMBER_SEPARATOR}"
+        members.append((str(kind), {key[len(prefix):]: value for key, value in arrays.items()
+                                    if key.startswith(prefix)}))
+    return members
+
+
 def _average_proba(arrays: dict[str, np.ndarray], X: np.ndarray) -> np.ndarray:
-    kinds = [str(kind) for kind in arrays["member_kinds"]]
+    members = _average_members(arrays)
     n_labels = len(arrays["columns"])
     total = np.zeros((X.shape[0], n_labels), dtype=np.float32)
-    for index, kind in enumerate(kinds):
-        prefix = f"{index}{MEMBER_SEPARATOR}"
-        member = {key[len(prefix):]: value for key, value in arrays.items()
-                  if key.startswith(prefix)}
+    for kind, member in members:
         total += predict_proba_arrays(kind, member, X, n_labels)
-    return total / len(kinds)
+    return total / len(members)
 
 
 def _tree_ensemble_proba(arrays: dict[str, np.ndarray], X: np.ndarray) -> np.ndarray:

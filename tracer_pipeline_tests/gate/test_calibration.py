@@ -10,6 +10,8 @@ import pytest
 
 from tracer_pipeline.gate.calibration import GateConfig, atypical_share, run_gate
 from tracer_pipeline.gate.policy import DEFER_FAR_FROM_TRAINING, DEFER_LABEL_NOT_CERTIFIED
+from tracer_pipeline.surrogates.arrays import AVERAGE, average_arrays
+from tracer_pipeline.surrogates.candidates import CandidateSpec, FittedCandidate
 from tracer_pipeline_tests.gate.synthetic import CENTRES, DIMENSION, splits
 
 
@@ -98,6 +100,30 @@ def test_inputs_unlike_training_are_deferred_as_far_from_training(clean):
     explained = outcome.policy.explain(strangers)
     assert explained["handled"].mean() < 0.05
     assert (explained["defer_reason"] == DEFER_FAR_FROM_TRAINING).mean() > 0.9
+
+
+def test_equally_good_candidates_go_to_the_cheaper_to_route_then_the_name_never_the_time(clean):
+    sgd = next(c for c in clean["candidates"] if c.spec.name == "sgd_softmax")
+    n_labels = sgd.label_space.size
+
+    def twin(name: str, fit_seconds: float, averaged: bool = False) -> FittedCandidate:
+        """The same probabilities as `sgd`: alone, or as the average of two copies of it."""
+        if averaged:
+            arrays = average_arrays([(sgd.kind, sgd.arrays)] * 2, n_labels)
+            return FittedCandidate(CandidateSpec(name, "average", {}), sgd.label_space,
+                                   fit_seconds, AVERAGE, arrays)
+        return FittedCandidate(CandidateSpec(name, "sgd", {}), sgd.label_space, fit_seconds,
+                               sgd.kind, sgd.arrays)
+
+    def chosen(candidates: list[FittedCandidate]) -> str:
+        parts = dict(clean, candidates=candidates)
+        return gate(parts, alpha=0.9, prototype_weights=(0.0,)).candidate
+
+    # The average costs twice the multiply-adds, so it loses even when it was faster to fit.
+    assert chosen([twin("a_average", 0.0, averaged=True), twin("b_single", 9.0)]) == "b_single"
+    # Equal cost: the name decides, whatever the order and the measured fit times.
+    assert chosen([twin("b_copy", 0.0), twin("a_copy", 9.0)]) == "a_copy"
+    assert chosen([twin("a_copy", 9.0), twin("b_copy", 0.0)]) == "a_copy"
 
 
 def test_atypical_share_schedule():

@@ -1,11 +1,12 @@
-"""Candidate zoo: every kind learns separable data, survives a save/load round trip, and the
-averaging candidate is the mean of its members."""
+"""Candidate zoo: every kind learns separable data, survives a save/load round trip, the
+averaging candidate is the mean of its members, and each kind's routing cost is counted."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
+from tracer_pipeline.surrogates.arrays import multiply_adds_per_row
 from tracer_pipeline.surrogates.candidates import (
     CandidateSpec,
     default_candidate_specs,
@@ -87,3 +88,17 @@ def test_invalid_inputs_raise():
         fit_candidates(X, y, [CandidateSpec("a", "sgd"), CandidateSpec("a", "knn")])
     with pytest.raises(ValueError):
         fit_candidates(X, y, [CandidateSpec("t", "unknown_kind")])
+
+
+def test_routing_cost_counts_each_kinds_multiply_adds(fitted):
+    by_name = {candidate.spec.name: candidate for candidate in fitted}
+    n_labels, dimension, hidden = 6, 24, 256
+    costs = {name: multiply_adds_per_row(candidate.kind, candidate.arrays)
+             for name, candidate in by_name.items()}
+    assert costs["logistic_C0.5"] == costs["sgd_softmax"] == dimension * n_labels
+    assert costs["mlp_256"] == dimension * hidden + hidden * n_labels
+    assert costs["knn_10"] == 6 * 60 * dimension  # one similarity per training trace
+    assert costs["average_sgd_logistic_mlp"] == (costs["sgd_softmax"] + costs["logistic_C0.5"]
+                                                 + costs["mlp_256"])
+    with pytest.raises(ValueError, match="unknown surrogate kind"):
+        multiply_adds_per_row("oracle", {})
