@@ -63,7 +63,9 @@ class CandidatesConfig(dg.Config):
         default=None, description="How many days up to the partition a refit reads (None: all)."
     )
     time_budget_s: float | None = Field(
-        default=300.0, description="Stop starting new candidates once this many seconds passed."
+        default=300.0,
+        description="Stop starting new candidates once this many seconds passed. A refit that "
+        "reaches it depends on the machine's speed; None keeps every refit reproducible.",
     )
     include_trees: bool = Field(default=False, description="Add tree models to the zoo.")
     split_salt: str = Field(
