@@ -3,9 +3,9 @@
 It computes what sentence-transformers computes for this model — the word pieces of the
 packaged tokenizer cut at 256 tokens, the transformer, the mean of the token embeddings under
 the attention mask, L2 normalisation — with the transformer's weights quantized to int8 (one
-scale per output channel) except the feed-forward output projections (see
-`onnx_export.quantize_int8`). Texts are sorted by length before batching so that a batch pads to
-lengths close to its own, and put back in input order afterwards.
+scale per output channel) except the feed-forward output projections of the first three
+layers (see `onnx_export.quantize_int8`). Texts are sorted by length before batching so that a
+batch pads to lengths close to its own, and put back in input order afterwards.
 
 Dynamic quantization scales each batch's activations by that batch's own range, so a text's
 vector can differ in the last digits with the texts it is batched with (cosine to the fp32

@@ -31,7 +31,7 @@ MANIFEST_FILE = "build.json"
 # model, so that a cache built by the old recipe is not read as the new one; RECIPE_NAME ends
 # the embedder's name, under which its vectors are stored, reused by later days and checked by
 # a router, so that old and new vectors never mix.
-RECIPE = "minilm-onnx17-int8-dynamic-per-channel-fp32-ffn-output-v2"
+RECIPE = "minilm-onnx17-int8-dynamic-per-channel-fp32-ffn-output-first-half-v2"
 RECIPE_NAME = "onnx-int8-v2"
 ONNX_OPSET = 17
 # Files of the packaged model that decide what the exported graph computes.
@@ -215,27 +215,31 @@ def export_float_model(source: Path, output: Path) -> None:
 def quantize_int8(float_model: Path, output: Path) -> None:
     """Dynamic int8 quantization of the MatMul weights, one scale per output channel.
 
-    The feed-forward output projections (1536 -> 384) stay fp32: their input, the GELU
-    activations, has rare large values, and dynamic quantization scales a whole batch's
-    activations by one range, which leaves the common small ones few levels. On Banking77's
-    test texts this lifts the mean cosine to the fp32 vectors from 0.9935 to 0.9964 (lowest
-    text 0.976 to 0.987) for about a third of the int8 model's throughput.
+    The feed-forward output projections (1536 -> 384) of the first half of the layers stay
+    fp32. Their input, the GELU activations, has rare large values, and dynamic quantization
+    scales a whole batch's activations by one range, which leaves the common small values few
+    levels; an error made early passes through every later layer. Measured on 1,500 Banking77
+    test texts (mean cosine to the fp32 vectors, throughput against all-int8): all-int8 0.9935;
+    first three layers fp32 0.9958 at 0.84 of the throughput; all six 0.9962 at 0.69; the
+    last three 0.9939 at 0.82.
     """
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
+    projections = feed_forward_output_matmuls(float_model)
     quantize_dynamic(
         str(float_model),
         str(output),
         per_channel=True,
         weight_type=QuantType.QInt8,
-        nodes_to_exclude=feed_forward_output_matmuls(float_model),
+        nodes_to_exclude=projections[: len(projections) // 2],
     )
 
 
 def feed_forward_output_matmuls(float_model: Path) -> list[str]:
     """Names of the MatMul nodes whose constant weight narrows its input (d_in > d_out).
 
-    In a BERT encoder these are exactly the feed-forward output projections, one per layer.
+    In a BERT encoder these are exactly the feed-forward output projections, one per layer, in
+    the graph's (topological) order, i.e. from the first layer to the last.
     Raises ValueError when there are none: the graph is not the encoder this recipe expects.
     """
     import onnx
