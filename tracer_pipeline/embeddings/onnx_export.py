@@ -27,12 +27,13 @@ LOGGER = logging.getLogger(__name__)
 
 MODEL_FILE = "model.onnx"
 MANIFEST_FILE = "build.json"
-# Changing how the model is exported or quantized must change both tags: RECIPE keys the built
-# model, so that a cache built by the old recipe is not read as the new one; RECIPE_NAME ends
-# the embedder's name, under which its vectors are stored, reused by later days and checked by
-# a router, so that old and new vectors never mix.
-RECIPE = "minilm-onnx17-int8-dynamic-per-channel-fp32-ffn-output-first-half-v2"
-RECIPE_NAME = "onnx-int8-v2"
+# Changing how the model is exported or quantized must raise RECIPE_VERSION. It changes both
+# tags: RECIPE keys the built model, so that a cache built by the old recipe is not read as the
+# new one; RECIPE_NAME ends the embedder's name, under which its vectors are stored, reused by
+# later days and checked by a router, so that old and new vectors never mix.
+RECIPE_VERSION = 2
+RECIPE = f"minilm-onnx17-int8-dynamic-per-channel-fp32-ffn-output-first-half-v{RECIPE_VERSION}"
+RECIPE_NAME = f"onnx-int8-v{RECIPE_VERSION}"
 ONNX_OPSET = 17
 # Files of the packaged model that decide what the exported graph computes.
 SOURCE_FILES = ("model.safetensors", "config.json")

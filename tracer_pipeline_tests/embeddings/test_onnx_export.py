@@ -70,9 +70,9 @@ def test_real_build_keeps_the_first_half_of_feed_forward_outputs_fp32_and_quanti
     import onnx
 
     graph = onnx.load(str(built_model_folder / MODEL_FILE)).graph
+    weights = {weight.name for weight in graph.initializer}
     float_matmuls = sorted(node.name for node in graph.node if node.op_type == "MatMul"
-                           and any(name in {w.name for w in graph.initializer}
-                                   for name in node.input))
+                           and any(name in weights for name in node.input))
     integer_matmuls = [node for node in graph.node if node.op_type == "MatMulInteger"]
     assert float_matmuls == [f"/bert/encoder/layer.{layer}/output/dense/MatMul"
                              for layer in range(3)]
